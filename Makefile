@@ -1,0 +1,65 @@
+# The two commands a newcomer needs are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PORT ?= 8000
+VENV := .venv
+PY := $(VENV)/bin/python
+BOOTSTRAP_VERSION := 5.3.9
+PG_BIN ?= /usr/lib/postgresql/15/bin
+# The interpreter that creates the virtualenv: pyenv's pinned one (.python-version) if
+# pyenv is there, else a python3.13 or python3.12 on the PATH.
+BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python3.13 || command -v python3.12 || command -v python3)
+
+# Tests need a secret key because debug is off in them, as in production.
+TEST_ENV := DJANGO_SECRET_KEY=insecure-key-for-tests-only DJANGO_DEBUG=0
+
+.PHONY: help run test lint test-sqlite test-postgres test-browser-deps vendor clean
+
+help:
+	@echo "make run    start the site on http://127.0.0.1:$(PORT)/ (SQLite, demo content)"
+	@echo "make test   lint, then the whole test suite on SQLite and PostgreSQL, browser tests included"
+
+$(VENV)/.installed: pyproject.toml
+	@$(BASE_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
+		{ echo "Python 3.12 or newer is needed; found $(BASE_PYTHON). See .python-version."; exit 1; }
+	test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet ".[dev]"
+	touch $@
+
+run: $(VENV)/.installed
+	DJANGO_DEBUG=1 $(PY) manage.py migrate --noinput
+	DJANGO_DEBUG=1 $(PY) manage.py loaddata fixtures/guides.json
+	@echo
+	@echo "CancerFax Guides is running at http://127.0.0.1:$(PORT)/  (Ctrl+C stops it)"
+	@echo
+	DJANGO_DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+test: lint test-browser-deps
+	$(TEST_ENV) $(PY) -m pytest
+	$(TEST_ENV) tests/with-postgres.sh $(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
+
+# Debian's Chromium for the browser tests (never a browser downloaded by Playwright), and
+# the PostgreSQL 15 server binaries. Installing needs root, as on CI.
+test-browser-deps:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	@test -x $(PG_BIN)/initdb || { apt-get update -qq && apt-get install -y -qq postgresql-15; }
+
+# Refreshes the vendored Bootstrap stylesheet from its npm package.
+vendor:
+	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent bootstrap@$(BOOTSTRAP_VERSION) >/dev/null && \
+		tar xzf bootstrap-$(BOOTSTRAP_VERSION).tgz && \
+		mkdir -p $(CURDIR)/static/vendor/bootstrap && \
+		sed '/sourceMappingURL/d' package/dist/css/bootstrap.min.css \
+			> $(CURDIR)/static/vendor/bootstrap/bootstrap.min.css && \
+		cp package/LICENSE $(CURDIR)/static/vendor/bootstrap/LICENSE && rm -rf $$tmp
+	@echo "Bootstrap $(BOOTSTRAP_VERSION) vendored into static/vendor/bootstrap/"
+
+clean:
+	rm -rf $(VENV) staticfiles test-artifacts .pytest_cache .ruff_cache

@@ -1,0 +1,125 @@
+import os
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from guides.models import (
+    BalancePoint,
+    Development,
+    Faq,
+    Guide,
+    KeyNumber,
+    Product,
+    Reference,
+    Service,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+# Playwright runs an event loop in the test thread; the ORM calls that browser tests make
+# between page actions are still plain synchronous calls.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_storage(settings):
+    # The manifest storage needs `collectstatic` first; tests serve files from their sources.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture
+def leukemia_guide(db) -> Guide:
+    """The real guide, exactly as `make run` loads it."""
+    call_command("loaddata", ROOT / "fixtures" / "guides.json", verbosity=0)
+    return Guide.objects.get(slug="gene-therapy-for-leukemia")
+
+
+def build_guide(slug: str = "gene-therapy-for-myeloma", items: int = 2, **fields) -> Guide:
+    """A complete fictional guide with `items` of every repeated part."""
+    today = date.today()
+    values = {
+        "slug": slug,
+        "title": "Gene therapy for myeloma",
+        "category": "Gene therapy guide",
+        "condition": "Multiple myeloma",
+        "lead": "An editor’s test guide about myeloma [ref:test-1].",
+        "summary": "A short summary of the test guide.",
+        "at_a_glance": "First point\nSecond point",
+        "patients_text": "What the test guide means for patients.",
+        "developments_intro": "",
+        "products_intro": "",
+        "products_note": "",
+        "relevant_for": "People in the test.",
+        "when_to_consider": "- When the test says so.",
+        "medical_disclaimer": "For information only.",
+        "reviewed_by": "Test Review Board",
+        "last_reviewed": today - timedelta(days=10),
+        "next_review_due": today + timedelta(days=355),
+        "published": True,
+    }
+    values.update(fields)
+    guide = Guide.objects.create(**values)
+    for n in range(1, items + 1):
+        Reference.objects.create(guide=guide, number=n, key=f"test-{n}", citation=f"Source {n}")
+        Development.objects.create(
+            guide=guide, position=n, name=f"Development {n}", status="approved", summary="Text"
+        )
+        Product.objects.create(
+            guide=guide,
+            position=n,
+            brand_name=f"Brand {n}",
+            generic_name=f"generic-{n}",
+            target="BCMA",
+            disease="myeloma",
+            first_approved=date(2021, 3, 26),
+            indication="Myeloma",
+            key_result=f"Result {n} [ref:test-{n}]",
+        )
+        KeyNumber.objects.create(
+            guide=guide, position=n, figure=f"{n}%", label="Label", explanation="Why"
+        )
+        BalancePoint.objects.create(
+            guide=guide, position=n, kind="benefit", title=f"Benefit {n}", text="Text"
+        )
+        BalancePoint.objects.create(
+            guide=guide, position=n, kind="limitation", title=f"Limitation {n}", text="Text"
+        )
+        Faq.objects.create(guide=guide, position=n, question=f"Question {n}?", answer="Answer.")
+        Service.objects.create(position=n, title=f"Service {n}", description="Help")
+    return guide
+
+
+@pytest.fixture
+def make_guide(db):
+    return build_guide
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    # Debian's Chromium, never a browser downloaded by Playwright; without these flags it
+    # tries to reach the network and stalls on this machine.
+    return {
+        **browser_type_launch_args,
+        "executable_path": os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

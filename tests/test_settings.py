@@ -1,0 +1,87 @@
+"""Start-up reads its configuration from the environment and refuses values it cannot use."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+SHOW_SETTINGS = """
+import json, django
+from django.conf import settings
+django.setup()
+db = settings.DATABASES["default"]
+print(json.dumps({"debug": settings.DEBUG, "engine": db["ENGINE"], "name": str(db["NAME"]),
+                  "host": db.get("HOST"), "port": db.get("PORT"), "hosts": settings.ALLOWED_HOSTS}))
+"""
+
+BASE_ENV = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "cancerfax.settings"}
+
+
+def start(**env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", SHOW_SETTINGS],
+        cwd=ROOT,
+        env={**BASE_ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def settings_with(**env: str) -> dict:
+    result = start(**env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_debug_is_off_and_sqlite_is_used_when_nothing_is_set():
+    shown = settings_with(DJANGO_SECRET_KEY="k")
+    assert shown["debug"] is False
+    assert shown["engine"] == "django.db.backends.sqlite3"
+    assert shown["name"] == str(ROOT / "var" / "db.sqlite3")
+    assert shown["hosts"] == ["localhost", "127.0.0.1", "[::1]"]
+
+
+def test_a_secret_key_is_required_when_debug_is_off():
+    result = start()
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off" in result.stderr
+
+
+def test_debug_runs_without_a_secret_key():
+    assert settings_with(DJANGO_DEBUG="1")["debug"] is True
+
+
+def test_database_url_selects_postgresql():
+    shown = settings_with(
+        DJANGO_SECRET_KEY="k", DATABASE_URL="postgres://guide:pw@db.example:6543/cancerfax"
+    )
+    assert shown["engine"] == "django.db.backends.postgresql"
+    assert (shown["name"], shown["host"], shown["port"]) == ("cancerfax", "db.example", 6543)
+
+
+def test_allowed_hosts_are_read_as_a_comma_separated_list():
+    shown = settings_with(DJANGO_SECRET_KEY="k", DJANGO_ALLOWED_HOSTS="guides.example, www.example")
+    assert shown["hosts"] == ["guides.example", "www.example"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DJANGO_DEBUG", "maybe"),
+        ("DATABASE_URL", "mysql://root@localhost/cancerfax"),
+        ("DATABASE_URL", "postgres://localhost"),
+        ("DJANGO_ALLOWED_HOSTS", " , "),
+        ("DATABASE_CONN_MAX_AGE", "soon"),
+        ("SITE_URL", "guides.example"),
+    ],
+)
+def test_a_bad_value_stops_start_up_naming_the_variable(variable, value):
+    result = start(DJANGO_SECRET_KEY="k", **{variable: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert variable in result.stderr.strip().splitlines()[-1]

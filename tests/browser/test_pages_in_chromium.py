@@ -1,0 +1,82 @@
+"""The public pages in Debian's Chromium, on a phone and on a desktop screen."""
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SCREENS = {"phone": (375, 812), "desktop": (1280, 800)}
+PAGES = {
+    "home": "/",
+    "guides": "/guides/",
+    "guide": "/guides/gene-therapy-for-leukemia/",
+    "not-found": "/guides/no-such-guide/",
+}
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21aa", "wcag22aa"]
+
+
+def axe_violations(page) -> list[str]:
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": AXE_TAGS}})
+    return [
+        f"{v['id']} ({v['impact']}): {[node['target'] for node in v['nodes']]}"
+        for v in results.response["violations"]
+    ]
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+@pytest.mark.parametrize("name", PAGES)
+def test_page_fits_the_screen_and_passes_axe(
+    browser, live_server, leukemia_guide, artifacts, name, screen
+):
+    width, height = SCREENS[screen]
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    failed = []
+    page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+    response = page.goto(live_server.url + PAGES[name])
+    assert response.status == (404 if name == "not-found" else 200)
+    assert failed == ([live_server.url + PAGES[name]] if name == "not-found" else [])
+    page.screenshot(path=artifacts / f"{name}-{screen}.png", full_page=True)
+
+    sideways = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert sideways <= 0, f"the page scrolls {sideways}px sideways"
+    assert page.locator("h1").count() == 1
+    assert axe_violations(page) == []
+    context.close()
+
+
+def test_a_question_opens_with_javascript_disabled(browser, live_server, leukemia_guide):
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 375, "height": 812})
+    page = context.new_page()
+    page.goto(live_server.url + PAGES["guide"])
+    question = page.locator("details.faq").first
+    answer = question.locator(".answer")
+    assert not answer.is_visible()
+    question.locator("summary").click()
+    assert answer.is_visible()
+    assert question.evaluate("element => element.open")
+    context.close()
+
+
+def test_skip_link_is_the_first_stop_and_moves_to_the_content(browser, live_server, leukemia_guide):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(live_server.url + PAGES["guide"])
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.textContent.trim()")
+    assert focused == "Skip to main content"
+    assert page.locator(".skip-link").is_visible()
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    context.close()
+
+
+def test_products_table_scrolls_inside_its_own_box_on_a_phone(browser, live_server, leukemia_guide):
+    context = browser.new_context(viewport={"width": 375, "height": 812})
+    page = context.new_page()
+    page.goto(live_server.url + PAGES["guide"])
+    box = page.locator(".table-scroll")
+    inner = box.evaluate("element => element.scrollWidth - element.clientWidth")
+    assert inner > 0, "the table is wider than a phone and scrolls in its box"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    context.close()

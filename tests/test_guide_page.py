@@ -51,7 +51,7 @@ class Page(HTMLParser):
         self.json_ld: list[dict] = []
         self.title = ""
         self.main_text = ""
-        self._stack: list[str] = []
+        self._in_title = False
         self._heading: list[str] | None = None
         self._cell: list[str] | None = None
         self._in_main = False
@@ -80,7 +80,8 @@ class Page(HTMLParser):
             self._cell = []
         if tag == "main":
             self._in_main = True
-        self._stack.append(tag)
+        if tag == "title":
+            self._in_title = True
 
     def handle_endtag(self, tag):
         if tag in {"h1", "h2", "h3"} and self._heading:
@@ -94,11 +95,13 @@ class Page(HTMLParser):
             self._script = None
         if tag == "main":
             self._in_main = False
+        if tag == "title":
+            self._in_title = False
         if tag in {"p", "li", "td", "th", "h1", "h2", "h3", "summary", "div"}:
             self.main_text += " "
 
     def handle_data(self, data):
-        if self._stack and self._stack[-1] == "title":
+        if self._in_title:
             self.title += data
         if self._script is not None:
             self._script.append(data)

@@ -48,8 +48,8 @@ lint: $(VENV)/.installed
 # Debian's Chromium for the browser tests (never a browser downloaded by Playwright), and
 # the PostgreSQL 15 server binaries. Installing needs root, as on CI.
 test-browser-deps:
-	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
-	@test -x $(PG_BIN)/initdb || { apt-get update -qq && apt-get install -y -qq postgresql-15; }
+	@command -v chromium >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium; }
+	@test -x $(PG_BIN)/initdb || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq postgresql-15; }
 
 # Refreshes the vendored Bootstrap stylesheet from its npm package.
 vendor:

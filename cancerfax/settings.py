@@ -151,6 +151,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# One date style everywhere, pages and admin alike: "16 April 2026".
+FORMAT_MODULE_PATH = ["cancerfax.formats"]
 TIME_ZONE = os.environ.get("DJANGO_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

@@ -7,7 +7,7 @@ from guides.sitemaps import sitemaps
 
 admin.site.site_header = "CancerFax coordination"
 admin.site.site_title = "CancerFax admin"
-admin.site.index_title = "Guides and inquiries"
+admin.site.index_title = "Administration"
 
 urlpatterns = [
     path("", guide_views.home, name="home"),

@@ -1,6 +1,9 @@
+from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 
 from .models import (
@@ -33,16 +36,40 @@ class ReviewStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-# Inlines follow the order of the sections on the page.
-class DevelopmentInline(admin.StackedInline):
-    model = Development
+class ProseField(forms.CharField):
+    """Text as editors type it, with browsers' CRLF line breaks stored as plain LF, so that
+    the history shows only what really changed."""
+
+    def to_python(self, value):
+        text = super().to_python(value)
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+WIDE_FIELDS = {
+    models.TextField: {"form_class": ProseField, "widget": admin.widgets.AdminTextareaWidget},
+    models.CharField: {"widget": forms.TextInput(attrs={"class": "vLargeTextField"})},
+}
+
+
+class GuidePartInline(admin.StackedInline):
     extra = 0
+    formfield_overrides = {
+        **WIDE_FIELDS,
+        models.TextField: {
+            "form_class": ProseField,
+            "widget": admin.widgets.AdminTextareaWidget(attrs={"rows": 4}),
+        },
+    }
+
+
+# Inlines follow the order of the sections on the page.
+class DevelopmentInline(GuidePartInline):
+    model = Development
     fields = [("name", "status", "position"), "summary"]
 
 
-class ProductInline(admin.StackedInline):
+class ProductInline(GuidePartInline):
     model = Product
-    extra = 0
     fields = [
         ("brand_name", "generic_name", "position"),
         ("disease", "target", "first_approved"),
@@ -51,39 +78,36 @@ class ProductInline(admin.StackedInline):
     ]
 
 
-class KeyNumberInline(admin.TabularInline):
+class KeyNumberInline(GuidePartInline):
     model = KeyNumber
-    extra = 0
-    fields = ["figure", "label", "explanation", "position"]
+    fields = [("figure", "position"), "label", "explanation"]
 
 
-class BalancePointInline(admin.TabularInline):
+class BalancePointInline(GuidePartInline):
     model = BalancePoint
-    extra = 0
-    fields = ["kind", "title", "text", "position"]
+    fields = [("kind", "position"), "title", "text"]
 
 
-class FaqInline(admin.StackedInline):
+class FaqInline(GuidePartInline):
     model = Faq
-    extra = 0
     fields = [("question", "position"), "answer"]
 
 
-class ReferenceInline(admin.TabularInline):
+class ReferenceInline(GuidePartInline):
     model = Reference
-    extra = 0
-    fields = ["number", "key", "citation", "url"]
+    fields = [("number", "key"), "citation", "url"]
 
 
 @admin.register(Guide)
 class GuideAdmin(admin.ModelAdmin):
-    list_display = ["title", "published", "last_reviewed", "review_due", "updated_at"]
+    list_display = ["title", "published", "last_reviewed", "review_due"]
     list_filter = ["published", ReviewStatusFilter]
     search_fields = ["title", "slug", "summary"]
     ordering = ["next_review_due"]
     prepopulated_fields = {"slug": ["title"]}
     readonly_fields = ["citation_check", "updated_at"]
     save_on_top = True
+    formfield_overrides = WIDE_FIELDS
 
     class Media:
         css = {"all": ["css/admin.css"]}
@@ -124,10 +148,12 @@ class GuideAdmin(admin.ModelAdmin):
             },
         ),
         (
-            "Sections",
+            "Text sections",
             {
-                "description": "Cite a reference anywhere with [ref:key], using the keys in "
-                "the References list at the bottom of this page.",
+                "description": "The text parts of the page. The repeated parts (key "
+                "developments, products, key numbers, benefits and limitations, questions, "
+                "references) follow below, in the order the page shows them. Cite a "
+                "reference anywhere with [ref:key], using the keys of the References below.",
                 "fields": [
                     "patients_text",
                     "developments_intro",
@@ -143,32 +169,32 @@ class GuideAdmin(admin.ModelAdmin):
 
     @admin.display(description="Next review due", ordering="next_review_due")
     def review_due(self, guide: Guide) -> str:
+        due = date_format(guide.next_review_due)
         if guide.is_overdue_for_review():
-            return format_html(
-                '<strong class="overdue">{} (overdue)</strong>',
-                guide.next_review_due.strftime("%-d %b %Y"),
-            )
-        return guide.next_review_due.strftime("%-d %b %Y")
+            return format_html('<strong class="overdue">{} (overdue)</strong>', due)
+        return due
 
     @admin.display(description="Citations")
     def citation_check(self, guide: Guide) -> str:
         if guide.pk is None:
             return "Checked after the first save."
-        missing = guide.unresolved_citations()
-        if missing:
-            return "Not in the reference list: " + ", ".join(f"[ref:{key}]" for key in missing)
+        problems = guide.citation_problems()
+        if problems:
+            return "Not in the reference list: " + "; ".join(
+                f"[ref:{key}] in {where}" for key, where in problems
+            )
         return "Every citation matches a reference."
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        missing = form.instance.unresolved_citations()
-        if missing:
+        problems = form.instance.citation_problems()
+        if problems:
             # Readers never see a broken marker (it is left out), but the claim then has no
             # source on the page: the editor must fix it.
             self.message_user(
                 request,
                 "These citations match no reference and are not shown on the page: "
-                + ", ".join(f"[ref:{key}]" for key in missing),
+                + "; ".join(f"[ref:{key}] in {where}" for key, where in problems),
                 messages.WARNING,
             )
 

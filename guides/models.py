@@ -25,7 +25,8 @@ def cited_keys(text: str) -> list[str]:
 
 
 def strip_citations(text: str) -> str:
-    return CITATION.sub("", text)
+    """The text as plain words, for search engines and word counts."""
+    return re.sub(r"\s*" + CITATION.pattern, "", text)
 
 
 class GuideQuerySet(models.QuerySet):
@@ -138,30 +139,42 @@ class Guide(models.Model):
     def is_overdue_for_review(self, today: date | None = None) -> bool:
         return self.next_review_due < (today or timezone.localdate())
 
-    def texts(self) -> list[str]:
-        """All the prose a reader meets on the page, in page order."""
+    def labelled_texts(self) -> list[tuple[str, str]]:
+        """All the prose a reader meets on the page, in page order, with where it stands."""
         texts = [
-            self.title,
-            self.lead,
-            self.at_a_glance,
-            self.patients_text,
-            self.developments_intro,
+            ("Title", self.title),
+            ("Lead", self.lead),
+            ("At a glance", self.at_a_glance),
+            ("What this means for patients", self.patients_text),
+            ("Key developments: introduction", self.developments_intro),
         ]
-        texts += [f"{d.name} {d.summary}" for d in self.developments.all()]
-        texts.append(self.products_intro)
         texts += [
-            f"{p.brand_name} {p.generic_name} {p.target} {p.get_disease_display()} "
-            f"{p.indication} {p.key_result}"
+            (f"Key development “{d.name}”", f"{d.name} {d.summary}")
+            for d in self.developments.all()
+        ]
+        texts.append(("Approved products: introduction", self.products_intro))
+        texts += [
+            (
+                f"Product “{p.brand_name}”",
+                f"{p.brand_name} {p.generic_name} {p.target} {p.get_disease_display()} "
+                f"{p.indication} {p.key_result}",
+            )
             for p in self.products.all()
         ]
-        texts.append(self.products_note)
-        texts += [f"{k.figure} {k.label} {k.explanation}" for k in self.key_numbers.all()]
-        texts.append(self.relevant_for)
-        texts += [f"{b.title} {b.text}" for b in self.balance_points.all()]
-        texts.append(self.when_to_consider)
-        texts += [f"{f.question} {f.answer}" for f in self.faqs.all()]
-        texts.append(self.medical_disclaimer)
+        texts.append(("Approved products: note", self.products_note))
+        texts += [
+            (f"Key number “{k.figure}”", f"{k.figure} {k.label} {k.explanation}")
+            for k in self.key_numbers.all()
+        ]
+        texts.append(("Who this is relevant for", self.relevant_for))
+        texts += [(f"“{b.title}”", f"{b.title} {b.text}") for b in self.balance_points.all()]
+        texts.append(("When to consider this option", self.when_to_consider))
+        texts += [(f"Question “{f.question}”", f"{f.question} {f.answer}") for f in self.faqs.all()]
+        texts.append(("Medical disclaimer", self.medical_disclaimer))
         return texts
+
+    def texts(self) -> list[str]:
+        return [text for _, text in self.labelled_texts()]
 
     @property
     def reading_minutes(self) -> int:
@@ -170,13 +183,17 @@ class Guide(models.Model):
 
     def unresolved_citations(self) -> list[str]:
         """Citation keys used in the text that match no reference of this guide."""
+        return list(dict.fromkeys(key for key, _ in self.citation_problems()))
+
+    def citation_problems(self) -> list[tuple[str, str]]:
+        """(key, where) for each citation that matches no reference of this guide."""
         known = {reference.key for reference in self.references.all()}
-        missing = []
-        for text in self.texts():
-            for key in cited_keys(text):
-                if key not in known and key not in missing:
-                    missing.append(key)
-        return missing
+        return [
+            (key, where)
+            for where, text in self.labelled_texts()
+            for key in cited_keys(text)
+            if key not in known
+        ]
 
     def cited_references(self) -> list["Reference"]:
         used = {key for text in self.texts() for key in cited_keys(text)}

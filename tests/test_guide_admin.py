@@ -76,3 +76,20 @@ def test_anonymous_visitors_cannot_reach_the_guide_admin(client, leukemia_guide)
     response = client.get(f"/admin/guides/guide/{leukemia_guide.pk}/change/")
     assert response.status_code == 302
     assert response.url.startswith("/admin/login/")
+
+
+def test_line_breaks_typed_in_a_browser_are_stored_as_plain_newlines(editor, leukemia_guide):
+    response = change_guide(editor, leukemia_guide, lead="First paragraph.\r\n\r\nSecond one.")
+    assert response.status_code == 302
+    leukemia_guide.refresh_from_db()
+    assert leukemia_guide.lead == "First paragraph.\n\nSecond one."
+
+
+def test_citation_warning_says_where_the_broken_citation_is(editor, leukemia_guide):
+    faq = leukemia_guide.faqs.first()
+    position = list(leukemia_guide.faqs.all()).index(faq)
+    response = change_guide(
+        editor, leukemia_guide, **{f"faqs-{position}-answer": "See [ref:missing-source]."}
+    )
+    followed = editor.get(response.url).content.decode()
+    assert "[ref:missing-source] in Question “" in followed

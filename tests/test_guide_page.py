@@ -6,9 +6,12 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 
-from guides.models import Guide
+from guides.models import Faq, Guide, Product, Reference, Service
+
+from .conftest import ROOT
 
 GUIDE_URL = "/guides/gene-therapy-for-leukemia/"
 
@@ -286,3 +289,11 @@ def test_text_is_escaped_not_run_as_html(client, make_guide):
 
 def test_guide_page_refuses_a_post(client, leukemia_guide):
     assert client.post(GUIDE_URL).status_code == 405
+
+
+def test_loading_the_fixture_again_adds_no_duplicates(leukemia_guide):
+    models = [Guide, Faq, Product, Reference, Service]
+    before = [model.objects.count() for model in models]
+    call_command("loaddata", ROOT / "fixtures" / "guides.json", verbosity=0)
+    assert [model.objects.count() for model in models] == before
+    assert before[:3] == [1, 12, 7]

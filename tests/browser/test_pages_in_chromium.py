@@ -98,3 +98,17 @@ def test_products_table_fits_a_desktop_screen_without_scrolling(
     box = page.locator(".table-scroll")
     assert box.evaluate("element => element.scrollWidth - element.clientWidth") <= 0
     context.close()
+
+
+def test_printed_guide_shows_every_answer_and_no_navigation(browser, live_server, leukemia_guide):
+    context = browser.new_context(viewport={"width": 800, "height": 1100})
+    page = context.new_page()
+    page.goto(live_server.url + PAGES["guide"])
+    answer = page.locator("details.faq .answer").first
+    assert not answer.is_visible()
+    page.emulate_media(media="print")
+    assert answer.is_visible()
+    assert not page.locator("nav.contents").is_visible()
+    assert not page.get_by_role("navigation", name="Main").is_visible()
+    assert page.locator(".references a").first.is_visible()
+    context.close()

@@ -6,7 +6,9 @@ stops start-up with a message that names the variable.
 """
 
 import os
+import re
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -74,6 +76,29 @@ def env_database(name: str, default: str) -> dict:
     return config
 
 
+def env_mailer(name: str, default: str) -> dict:
+    url = urlsplit(os.environ.get(name, "").strip() or default)
+    if url.scheme == "console":
+        return {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    if url.scheme not in {"smtp", "smtp+tls", "smtps"} or not url.hostname:
+        raise ImproperlyConfigured(
+            f"{name} must be smtp+tls://user:password@host:587, smtps://…, smtp://… or "
+            f"console: (got a value starting {url.scheme!r})."
+        )
+    return {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": url.hostname,
+            "port": url.port or {"smtps": 465, "smtp+tls": 587}.get(url.scheme, 25),
+            "username": unquote(url.username or ""),
+            "password": unquote(url.password or ""),
+            "use_ssl": url.scheme == "smtps",
+            "use_tls": url.scheme == "smtp+tls",
+            "timeout": 10,
+        },
+    }
+
+
 DEBUG = env_bool("DJANGO_DEBUG", default=False)
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
@@ -102,7 +127,12 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.sitemaps",
+    "crispy_forms",
+    "crispy_bootstrap5",
+    "django_countries",
+    "simple_history",
     "guides",
+    "inquiries",
 ]
 
 MIDDLEWARE = [
@@ -114,6 +144,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
+    # Turns a refusal by the rate limit into RATELIMIT_VIEW's friendly 429 page.
+    "django_ratelimit.middleware.RatelimitMiddleware",
 ]
 
 ROOT_URLCONF = "cancerfax.urls"
@@ -162,6 +195,15 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "documents": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "location": DATA_DIR / "documents",
+            "base_url": None,
+            "file_permissions_mode": 0o600,
+            "directory_permissions_mode": 0o700,
+        },
+    },
     "staticfiles": {
         # Hashed names let browsers keep stylesheets for a year; compressed copies keep
         # the first visit on a slow phone connection small.
@@ -170,6 +212,62 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage",
     },
 }
+
+MB = 1024 * 1024
+
+# Medical documents sent with an inquiry are stored outside every public URL (the
+# "documents" storage above), readable by the server's user only; uploads in progress go
+# to a private folder too.
+FILE_UPLOAD_TEMP_DIR = DATA_DIR / "uploads-in-progress"
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
+# Anything larger than this is written to the private folder while it arrives, never held
+# in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 1 * MB
+DOCUMENT_MAX_FILES = env_int("DOCUMENT_MAX_FILES", 10)
+DOCUMENT_MAX_BYTES = env_int("DOCUMENT_MAX_MB", 20) * MB
+DOCUMENTS_MAX_TOTAL_BYTES = env_int("DOCUMENTS_MAX_TOTAL_MB", 100) * MB
+# Images must be decoded to be checked and cleaned; this bounds the memory one image can
+# take (about 4 bytes a pixel), far below Pillow's own decompression-bomb limit.
+DOCUMENT_IMAGE_MAX_PIXELS = env_int("DOCUMENT_IMAGE_MAX_PIXELS", 50_000_000)
+
+# Checks sizes while files arrive, before Django keeps them (see inquiries/uploads.py).
+FILE_UPLOAD_HANDLERS = [
+    "inquiries.uploads.LimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+DATA_UPLOAD_MAX_NUMBER_FILES = DOCUMENT_MAX_FILES * 3
+# Closed inquiries keep their documents this long, then `erase_closed_documents` removes them.
+DOCUMENT_RETENTION_DAYS = env_int("DOCUMENT_RETENTION_DAYS", 365)
+
+# Inquiries one client may send, e.g. "5/h" (five an hour) or "20/d".
+INQUIRY_RATE_LIMIT = os.environ.get("INQUIRY_RATE_LIMIT", "").strip() or "5/h"
+if not re.fullmatch(r"\d+/\d*[smhd]", INQUIRY_RATE_LIMIT):
+    raise ImproperlyConfigured(
+        f"INQUIRY_RATE_LIMIT must look like 5/h, 20/d or 10/30m (got {INQUIRY_RATE_LIMIT!r})."
+    )
+RATELIMIT_VIEW = "inquiries.views.rate_limited"
+CSRF_FAILURE_VIEW = "inquiries.views.csrf_failure"
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# One process counts on its own with the local-memory cache; several app servers need a
+# shared cache for the rate limit to hold across them.
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003"]
+
+CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
+CRISPY_TEMPLATE_PACK = "bootstrap5"
+
+TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+
+# Email. EMAIL_URL is smtp+tls://user:password@host:587 (STARTTLS), smtps://…:465 (TLS),
+# smtp://host:25 (no encryption: a relay on the same machine only), or console: to print
+# messages instead of sending them (the default, for development).
+MAILERS = {"default": env_mailer("EMAIL_URL", "console:")}
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "CancerFax <no-reply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Where alerts about new inquiries go: the coordinators' shared mailbox.
+COORDINATORS_EMAIL = os.environ.get("COORDINATORS_EMAIL", "coordinators@localhost")
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

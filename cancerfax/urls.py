@@ -12,6 +12,7 @@ admin.site.index_title = "Administration"
 urlpatterns = [
     path("", guide_views.home, name="home"),
     path("guides/", include("guides.urls")),
+    path("inquiries/", include("inquiries.urls")),
     path("admin/", admin.site.urls),
     path(
         "sitemap.xml",

@@ -127,6 +127,7 @@ class Guide(models.Model):
             ("when", "When to consider this option", True),
             ("questions", "Questions patients and families ask", bool(self.faqs.all())),
             ("help", "How CancerFax helps", True),
+            ("cta-heading", "Send your medical reports", True),
             ("references", "References", bool(self.references.all())),
         ]
         return [(anchor, heading) for anchor, heading, shown in sections if shown]

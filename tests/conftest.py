@@ -3,6 +3,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
 from django.core.management import call_command
 
 from guides.models import (
@@ -25,12 +26,42 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture(autouse=True)
-def _plain_static_storage(settings):
+def _test_storage(settings, tmp_path):
     # The manifest storage needs `collectstatic` first; tests serve files from their sources.
+    # Documents and uploads in progress go to this test's own folders, so a test can see
+    # exactly which files were left behind.
+    documents = tmp_path / "documents"
+    uploads = tmp_path / "uploads-in-progress"
+    uploads.mkdir(mode=0o700)
+    settings.FILE_UPLOAD_TEMP_DIR = uploads
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        "documents": {
+            **settings.STORAGES["documents"],
+            "OPTIONS": {**settings.STORAGES["documents"]["OPTIONS"], "location": documents},
+        },
     }
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # The rate limit counts in the cache; every test starts with a clean count.
+    cache.clear()
+
+
+@pytest.fixture
+def documents_dir(settings) -> Path:
+    return Path(settings.STORAGES["documents"]["OPTIONS"]["location"])
+
+
+@pytest.fixture
+def uploads_dir(settings) -> Path:
+    return Path(settings.FILE_UPLOAD_TEMP_DIR)
+
+
+def files_in(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*") if path.is_file()) if folder.exists() else []
 
 
 @pytest.fixture

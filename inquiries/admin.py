@@ -1,0 +1,356 @@
+import hashlib
+import logging
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.template.defaultfilters import filesizeformat
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
+from simple_history.admin import SimpleHistoryAdmin
+
+from .emails import deliver
+from .models import Document, DocumentDownload, Inquiry, Note, Notification
+
+logger = logging.getLogger(__name__)
+
+SUBMITTED_FIELDS = [
+    "reference",
+    "received_at",
+    "writer",
+    "writer_name",
+    "acting_for_patient_confirmed",
+    "patient_name",
+    "birth_year",
+    "country",
+    "email",
+    "phone",
+    "diagnosis",
+    "treatment_so_far",
+    "question",
+    "language",
+    "consent_version",
+    "consent_given_at",
+    "consent_text",
+]
+
+
+class AssignedFilter(admin.SimpleListFilter):
+    title = "assigned to"
+    parameter_name = "assigned"
+
+    def lookups(self, request, model_admin):
+        return [("me", "Assigned to me"), ("nobody", "Unassigned")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "me":
+            return queryset.filter(assigned_to=request.user)
+        if self.value() == "nobody":
+            return queryset.filter(assigned_to__isnull=True)
+        return queryset
+
+
+class FollowUpFilter(admin.SimpleListFilter):
+    title = "follow-up"
+    parameter_name = "follow_up"
+
+    def lookups(self, request, model_admin):
+        return [("overdue", "Overdue"), ("today", "Due today")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "overdue":
+            return queryset.follow_up_overdue()
+        if self.value() == "today":
+            return queryset.open().filter(follow_up_on=timezone.localdate())
+        return queryset
+
+
+class EmailFilter(admin.SimpleListFilter):
+    title = "emails"
+    parameter_name = "emails"
+
+    def lookups(self, request, model_admin):
+        return [("undelivered", "Not delivered yet")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "undelivered":
+            return queryset.filter(undelivered_count__gt=0)
+        return queryset
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class DocumentInline(ReadOnlyInline):
+    model = Document
+    fields = ["original_name", "kind", "file_size", "pages", "sha256", "download"]
+    readonly_fields = fields
+    verbose_name_plural = "documents"
+
+    @admin.display(description="type")
+    def kind(self, document: Document) -> str:
+        if document.detected_type == document.extension or document.detected_type == "jpeg":
+            return document.content_type
+        return f"{document.content_type} (sent as {document.detected_type.upper()})"
+
+    @admin.display(description="size")
+    def file_size(self, document: Document) -> str:
+        return filesizeformat(document.size)
+
+    @admin.display(description="")
+    def download(self, document: Document) -> str:
+        url = reverse("admin:inquiries_document_download", args=[document.pk])
+        return format_html('<a href="{}">Download</a>', url)
+
+
+class NoteInline(admin.StackedInline):
+    """Notes are added, never edited or removed: the case record stays as it was written."""
+
+    model = Note
+    extra = 1
+    can_delete = False
+    fields = ["text", "written"]
+    readonly_fields = ["written"]
+    verbose_name = "internal note"
+    verbose_name_plural = "internal notes (only coordinators see these)"
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="written")
+    def written(self, note: Note) -> str:
+        if note.pk is None:
+            return "Now, by you"
+        written = date_format(timezone.localtime(note.created_at), "DATETIME_FORMAT")
+        return f"{written} by {note.author}"
+
+
+class DownloadInline(ReadOnlyInline):
+    model = DocumentDownload
+    fields = ["document_name", "user", "downloaded_at"]
+    readonly_fields = fields
+    verbose_name_plural = "document downloads"
+
+
+class NotificationInline(ReadOnlyInline):
+    model = Notification
+    fields = ["kind", "state", "attempts", "last_error", "sent_at"]
+    readonly_fields = fields
+    verbose_name_plural = "emails"
+
+
+@admin.register(Inquiry)
+class InquiryAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "reference",
+        "received_at",
+        "patient_name",
+        "diagnosis",
+        "country",
+        "status",
+        "assigned_to",
+        "follow_up",
+        "documents",
+        "emails",
+    ]
+    list_filter = ["status", "diagnosis", AssignedFilter, FollowUpFilter, EmailFilter]
+    search_fields = ["=reference", "patient_name", "email"]
+    date_hierarchy = "received_at"
+    list_select_related = ["assigned_to"]
+    list_per_page = 50
+    readonly_fields = [*SUBMITTED_FIELDS, "closed_at", "workflow_history"]
+    fieldsets = [
+        (
+            "Case handling",
+            {"fields": ["status", "closed_reason", "assigned_to", "follow_up_on"]},
+        ),
+        (
+            "Sent by the family (read-only)",
+            {"fields": SUBMITTED_FIELDS},
+        ),
+        ("History", {"fields": ["closed_at", "workflow_history"]}),
+    ]
+    inlines = [DocumentInline, NoteInline, DownloadInline, NotificationInline]
+    actions = [
+        "assign_to_me",
+        "mark_in_review",
+        "mark_awaiting_records",
+        "mark_referred",
+        "retry_emails",
+    ]
+    history_list_display = ["status", "assigned_to", "follow_up_on"]
+
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Inquiry]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                document_count=Count("documents", distinct=True),
+                undelivered_count=Count(
+                    "notifications",
+                    filter=Q(notifications__sent_at__isnull=True),
+                    distinct=True,
+                ),
+            )
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Inquiries come from families through the public form, never from the admin.
+        return False
+
+    @admin.display(description="follow up", ordering="follow_up_on")
+    def follow_up(self, inquiry: Inquiry) -> str:
+        if inquiry.follow_up_on is None:
+            return "–"
+        due = date_format(inquiry.follow_up_on, "SHORT_DATE_FORMAT")
+        if inquiry.is_follow_up_overdue():
+            return format_html('<strong class="overdue">{} (overdue)</strong>', due)
+        return due
+
+    @admin.display(description="documents", ordering="document_count")
+    def documents(self, inquiry: Inquiry) -> int:
+        return inquiry.document_count
+
+    @admin.display(description="emails")
+    def emails(self, inquiry: Inquiry) -> str:
+        if inquiry.undelivered_count:
+            return format_html(
+                '<strong class="overdue">{} not delivered</strong>', inquiry.undelivered_count
+            )
+        return "Sent"
+
+    @admin.display(description="status changes and assignments")
+    def workflow_history(self, inquiry: Inquiry) -> str:
+        records = inquiry.history.select_related("history_user", "assigned_to").order_by(
+            "history_date"
+        )
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    date_format(timezone.localtime(record.history_date), "SHORT_DATETIME_FORMAT"),
+                    record.history_user or "the family (form)",
+                    record.get_status_display(),
+                    record.assigned_to or "nobody",
+                    record.history_change_reason or "",
+                )
+                for record in records
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>When</th><th>Who</th><th>Status</th><th>Assigned to</th>"
+            "<th>What</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    def save_model(self, request: HttpRequest, inquiry: Inquiry, form, change: bool) -> None:
+        changes = []
+        if "status" in form.changed_data:
+            inquiry.closed_at = timezone.now() if inquiry.status == Inquiry.Status.CLOSED else None
+            changes.append(f"Status: {inquiry.get_status_display()}")
+        if "assigned_to" in form.changed_data:
+            changes.append(f"Assigned to {inquiry.assigned_to or 'nobody'}")
+        if "follow_up_on" in form.changed_data:
+            changes.append(f"Follow up on {inquiry.follow_up_on or 'no date'}")
+        inquiry._change_reason = "; ".join(changes)
+        super().save_model(request, inquiry, form, change)
+
+    def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
+        if formset.model is Note:
+            for note in formset.save(commit=False):
+                note.author = request.user
+                note.save()
+        else:
+            formset.save()
+
+    @admin.action(description="Assign to me")
+    def assign_to_me(self, request: HttpRequest, queryset: QuerySet[Inquiry]) -> None:
+        for inquiry in queryset:
+            inquiry.assign(to=request.user)
+        self.message_user(request, f"{len(queryset)} inquiries assigned to you.")
+
+    def _set_status(self, request, queryset, status: str) -> None:
+        for inquiry in queryset:
+            inquiry.set_status(status)
+        label = Inquiry.Status(status).label
+        self.message_user(request, f"{len(queryset)} inquiries marked “{label}”.")
+
+    @admin.action(description="Mark as in review")
+    def mark_in_review(self, request, queryset) -> None:
+        self._set_status(request, queryset, Inquiry.Status.IN_REVIEW)
+
+    @admin.action(description="Mark as awaiting records")
+    def mark_awaiting_records(self, request, queryset) -> None:
+        self._set_status(request, queryset, Inquiry.Status.AWAITING_RECORDS)
+
+    @admin.action(description="Mark as referred")
+    def mark_referred(self, request, queryset) -> None:
+        self._set_status(request, queryset, Inquiry.Status.REFERRED)
+
+    @admin.action(description="Try again to send emails not delivered")
+    def retry_emails(self, request, queryset) -> None:
+        owed = Notification.objects.undelivered().filter(inquiry__in=queryset)
+        results = [deliver(notification) for notification in owed.select_related("inquiry")]
+        sent, failed = results.count(True), results.count(False)
+        level = messages.WARNING if failed else messages.SUCCESS
+        self.message_user(request, f"{sent} email(s) sent, {failed} still not delivered.", level)
+
+    def get_urls(self):
+        download = self.admin_site.admin_view(self.download_document)
+        return [
+            path(
+                "document/<int:pk>/download/",
+                download,
+                name="inquiries_document_download",
+            ),
+            *super().get_urls(),
+        ]
+
+    def download_document(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not request.user.has_perm("inquiries.download_document"):
+            raise PermissionDenied
+        document = get_object_or_404(Document.objects.select_related("inquiry"), pk=pk)
+        storage = document.file.storage
+        digest = hashlib.sha256()
+        with storage.open(document.file.name, "rb") as stored:
+            for chunk in iter(lambda: stored.read(1024 * 1024), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != document.sha256:
+            logger.error("Document %s failed its checksum; not sent", document.pk)
+            return render(
+                request,
+                "admin/inquiries/document_damaged.html",
+                {"document": document, "title": "Document could not be verified"},
+                status=409,
+            )
+        DocumentDownload.objects.create(
+            document=document,
+            document_name=document.original_name,
+            inquiry=document.inquiry,
+            user=request.user,
+        )
+        response = FileResponse(
+            storage.open(document.file.name, "rb"),
+            as_attachment=True,
+            filename=document.original_name,
+            content_type=document.content_type,
+        )
+        response["Cache-Control"] = "no-store"
+        response["X-Content-Type-Options"] = "nosniff"
+        return response

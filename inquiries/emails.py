@@ -1,0 +1,74 @@
+"""The emails an inquiry owes: a receipt to the sender and an alert to the coordinators.
+
+Neither carries health details: email is not a safe place for them. The coordinators' alert
+links to the inquiry in the admin, where access is checked and recorded.
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from .models import Notification
+
+logger = logging.getLogger(__name__)
+
+
+def build_message(notification: Notification) -> EmailMessage:
+    inquiry = notification.inquiry
+    context = {
+        "inquiry": inquiry,
+        "admin_url": settings.SITE_URL + inquiry.get_admin_url(),
+        "document_count": inquiry.documents.count(),
+    }
+    if notification.kind == Notification.Kind.RECEIPT:
+        subject = f"We have received your inquiry {inquiry.reference}"
+        body = render_to_string("inquiries/email/receipt.txt", context)
+        recipients = [inquiry.email]
+    else:
+        subject = f"New inquiry {inquiry.reference}"
+        body = render_to_string("inquiries/email/new_inquiry.txt", context)
+        recipients = [settings.COORDINATORS_EMAIL]
+    return EmailMessage(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+
+
+def deliver(notification: Notification) -> bool:
+    """Tries to send one notification and records how it went. Never raises: a mail server
+    that is down must not turn a stored inquiry into an error page."""
+    if notification.sent_at:
+        return True
+    notification.attempts += 1
+    notification.last_attempt_at = timezone.now()
+    try:
+        build_message(notification).send()
+    except Exception as error:  # whatever the mail server did wrong is recorded, not raised
+        notification.last_error = f"{type(error).__name__}: {error}"[:300]
+        logger.warning(
+            "Email %s for inquiry %s not sent (attempt %d): %s",
+            notification.kind,
+            notification.inquiry.reference,
+            notification.attempts,
+            type(error).__name__,
+        )
+    else:
+        notification.sent_at = timezone.now()
+        notification.last_error = ""
+    notification.save(update_fields=["attempts", "last_attempt_at", "last_error", "sent_at"])
+    return notification.sent_at is not None
+
+
+def retry_due(now=None) -> tuple[int, int]:
+    """Sends every notification whose next try has come. Returns (sent, still failing)."""
+    now = now or timezone.now()
+    sent = failing = 0
+    for notification in Notification.objects.due().select_related("inquiry"):
+        last = notification.last_attempt_at
+        if last and last + notification.next_retry_after() > now:
+            continue
+        if deliver(notification):
+            sent += 1
+        else:
+            failing += 1
+    return sent, failing

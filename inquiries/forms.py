@@ -1,0 +1,328 @@
+import logging
+
+import phonenumbers
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import HTML, Field, Fieldset, Layout
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from .files import CheckedDocument, check_document
+from .models import CONSENT_TEXT, CONSENT_VERSION, Document, Inquiry, Notification
+
+logger = logging.getLogger(__name__)
+
+ACCEPTED_TYPES = ".pdf,.jpg,.jpeg,.png,.heic,.heif,.dcm,.dicom"
+
+
+def one_line(value: str) -> None:
+    # Names and addresses end up in email headers and in the admin list: a line break in
+    # them is either a mistake or an attempt to inject something.
+    if "\r" in value or "\n" in value:
+        raise ValidationError("Please write this on one line.", code="line_break")
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class DocumentsField(forms.FileField):
+    widget = MultipleFileInput
+
+    def clean(self, data, initial=None):
+        uploads = data if isinstance(data, list | tuple) else [data] if data else []
+        return [super(DocumentsField, self).clean(upload, initial) for upload in uploads]
+
+
+class InquiryForm(forms.ModelForm):
+    writer = forms.ChoiceField(
+        label="Who is writing?", choices=Inquiry.Writer, widget=forms.RadioSelect
+    )
+    acting_for_patient_confirmed = forms.BooleanField(
+        label="I confirm that the patient has agreed that I may contact CancerFax for them, "
+        "or that I am legally allowed to act for them.",
+        required=False,
+    )
+    birth_year = forms.TypedChoiceField(
+        label="Patient’s year of birth", coerce=int, empty_value=None
+    )
+    documents = DocumentsField(
+        label="Medical reports",
+        required=False,
+        widget=MultipleFileInput(attrs={"accept": ACCEPTED_TYPES}),
+        error_messages={
+            "empty": "One of the files you chose is empty. Please choose it again, or "
+            "another copy of it.",
+        },
+    )
+    consent = forms.BooleanField(
+        required=True,
+        error_messages={
+            "required": "We can only look at the patient’s case if you agree to this. Please "
+            "tick the box."
+        },
+    )
+    # Left empty by people, filled in by bots that fill every field they find.
+    website = forms.CharField(required=False, label="Leave this field empty")
+    submission_id = forms.UUIDField(widget=forms.HiddenInput)
+
+    class Meta:
+        model = Inquiry
+        fields = [
+            "writer",
+            "writer_name",
+            "acting_for_patient_confirmed",
+            "patient_name",
+            "birth_year",
+            "country",
+            "email",
+            "phone",
+            "diagnosis",
+            "treatment_so_far",
+            "question",
+            "language",
+        ]
+        labels = {
+            "writer_name": "Your name",
+            "patient_name": "Patient’s full name",
+            "email": "Your email address",
+            "phone": "Phone number (optional)",
+            "diagnosis": "Diagnosis",
+            "treatment_so_far": "Treatment so far",
+            "question": "Your question",
+            "language": "Language you would like us to reply in",
+        }
+        help_texts = {
+            "writer_name": "Only if you are writing for the patient.",
+            "country": "Where the patient lives now.",
+            "email": "We will send our reply and your reference number here.",
+            "phone": "With the country code, for example +44 20 7946 0000.",
+            "treatment_so_far": "The treatments the patient has had, and roughly when. "
+            "A short list is fine.",
+            "question": "What would you like to know? For example, whether CAR-T could be an "
+            "option.",
+        }
+        widgets = {
+            "treatment_so_far": forms.Textarea(attrs={"rows": 4}),
+            "question": forms.Textarea(attrs={"rows": 4}),
+        }
+        error_messages = {
+            "patient_name": {"required": "Please tell us the patient’s name."},
+            "country": {"required": "Please choose the country where the patient lives."},
+            "email": {
+                "required": "Please give an email address so that we can reply.",
+                "invalid": "Please enter an email address like name@example.com.",
+            },
+            "diagnosis": {"required": "Please choose a diagnosis, or “Other, or not sure”."},
+            "treatment_so_far": {
+                "required": "Please tell us briefly about the treatment so far, or write "
+                "“none yet”."
+            },
+            "question": {"required": "Please tell us what you would like to know."},
+            "language": {"required": "Please choose the language you would like us to use."},
+        }
+
+    def __init__(self, *args, upload_problems: list[str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.upload_problems = upload_problems or []
+        this_year = timezone.localdate().year
+        self.fields["birth_year"].choices = [("", "Choose a year")] + [
+            (year, year) for year in range(this_year, this_year - 111, -1)
+        ]
+        self.fields["birth_year"].error_messages["required"] = (
+            "Please choose the year the patient was born."
+        )
+        self.fields["country"].choices = [("", "Choose a country")] + list(
+            self.fields["country"].choices
+        )[1:]
+        self.fields["diagnosis"].choices = [("", "Choose a diagnosis")] + list(
+            self.fields["diagnosis"].choices
+        )[1:]
+        self.fields["language"].choices = list(self.fields["language"].choices)[1:]
+        self.fields["language"].initial = "en"
+        for name in ("writer_name", "patient_name", "email", "phone"):
+            self.fields[name].validators.append(one_line)
+        for field in self.fields.values():
+            if isinstance(field, forms.CharField) and field.max_length:
+                field.error_messages["max_length"] = (
+                    "Please shorten this to %(limit_value)d characters or fewer "
+                    "(it has %(show_value)d)."
+                )
+        self.fields["documents"].help_text = (
+            f"1 to {settings.DOCUMENT_MAX_FILES} files: PDF, JPEG, PNG, HEIC (iPhone photos) or "
+            f"DICOM (.dcm, from a scan CD). Up to {settings.DOCUMENT_MAX_BYTES // (1024 * 1024)} "
+            f"MB each and {settings.DOCUMENTS_MAX_TOTAL_BYTES // (1024 * 1024)} MB in all. "
+            "Photos of paper reports are fine if every word can be read."
+        )
+        self.fields["consent"].label = CONSENT_TEXT
+        privacy_link = format_html(
+            '<p>Please read our <a href="{}" target="_blank" rel="noopener">privacy notice '
+            "(opens in a new tab)</a>: it says who sees this information, how long we keep it "
+            "and how to ask us to delete it.</p>",
+            reverse("inquiries:privacy"),
+        )
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.layout = Layout(
+            Fieldset(
+                "About you",
+                Field("writer"),
+                Field("writer_name", autocomplete="name"),
+                Field("acting_for_patient_confirmed"),
+                Field("email", autocomplete="email"),
+                Field("phone", autocomplete="tel"),
+            ),
+            Fieldset(
+                "About the patient",
+                Field("patient_name", autocomplete="off"),
+                Field("birth_year"),
+                Field("country"),
+                Field("diagnosis"),
+                Field("treatment_so_far"),
+                Field("question"),
+                Field("language"),
+            ),
+            Fieldset(
+                "Medical reports",
+                HTML(
+                    "{% if form.is_bound and form.errors %}"
+                    '<p class="files-again" id="files-again">For your safety, browsers forget '
+                    "chosen files when a form comes back with a problem. Please choose your "
+                    "documents again.</p>{% endif %}"
+                ),
+                Field("documents"),
+            ),
+            Fieldset("Your agreement", HTML(privacy_link), Field("consent")),
+            Field("website", wrapper_class="trap", autocomplete="off", tabindex="-1"),
+            Field("submission_id"),
+        )
+
+    def clean_phone(self) -> str:
+        value = self.cleaned_data["phone"].strip()
+        if not value:
+            return ""
+        message = (
+            "Please enter the phone number with its country code, for example +44 20 7946 0000."
+        )
+        try:
+            number = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException:
+            raise ValidationError(message, code="invalid") from None
+        if not phonenumbers.is_valid_number(number):
+            raise ValidationError(message, code="invalid")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    def clean_website(self) -> str:
+        if self.cleaned_data["website"]:
+            logger.info("Inquiry refused: the bot trap field was filled in")
+            raise ValidationError("Please leave this field empty.", code="bot")
+        return ""
+
+    def clean_treatment_so_far(self) -> str:
+        return self.cleaned_data["treatment_so_far"].replace("\r\n", "\n")
+
+    def clean_question(self) -> str:
+        return self.cleaned_data["question"].replace("\r\n", "\n")
+
+    def clean_documents(self) -> list[CheckedDocument]:
+        uploads = self.cleaned_data["documents"]
+        errors = [ValidationError(problem) for problem in self.upload_problems]
+        if not uploads and not errors:
+            raise ValidationError(
+                "Please choose at least one medical report to send.", code="required"
+            )
+        if len(uploads) + len(self.upload_problems) > settings.DOCUMENT_MAX_FILES:
+            raise ValidationError(
+                f"Please choose at most {settings.DOCUMENT_MAX_FILES} files. If you have more, "
+                "send the most recent reports now; we can ask for the rest later.",
+                code="too_many",
+            )
+        total = sum(upload.size for upload in uploads)
+        if total > settings.DOCUMENTS_MAX_TOTAL_BYTES:
+            raise ValidationError(
+                f"Together these files are larger than "
+                f"{settings.DOCUMENTS_MAX_TOTAL_BYTES // (1024 * 1024)} MB. Please send fewer "
+                "files now; we can ask for the rest later.",
+                code="too_large_total",
+            )
+        checked = []
+        for upload in uploads:
+            try:
+                checked.append(check_document(upload))
+            except ValidationError as error:
+                errors.append(error)
+        if errors:
+            for document in checked:
+                document.content.close()
+            raise ValidationError(errors)
+        return checked
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("writer") == Inquiry.Writer.FAMILY:
+            if not cleaned.get("writer_name"):
+                self.add_error("writer_name", "Please tell us your name.")
+            if not cleaned.get("acting_for_patient_confirmed"):
+                self.add_error(
+                    "acting_for_patient_confirmed",
+                    "Please confirm that you may contact us for the patient.",
+                )
+        return cleaned
+
+    def error_summary(self) -> list[tuple[str, str]]:
+        """(link target, message) for every problem, for the list at the top of the form."""
+        summary = [("", message) for message in self.non_field_errors()]
+        for name, errors in self.errors.items():
+            if name == "__all__":
+                continue
+            field = self[name]
+            anchor = field.id_for_label or f"{field.auto_id}_0"
+            summary += [(anchor, message) for message in errors]
+        return summary
+
+    def discard_documents(self) -> None:
+        """Closes the cleaned copies of the documents (temporary files are deleted)."""
+        for document in (self.cleaned_data or {}).get("documents") or []:
+            document.content.close()
+
+    def save(self, commit: bool = True) -> Inquiry:
+        """Stores the inquiry, its documents and the emails it owes, all or nothing."""
+        inquiry = super().save(commit=False)
+        inquiry.submission_id = self.cleaned_data["submission_id"]
+        inquiry.consent_version = CONSENT_VERSION
+        inquiry.consent_text = CONSENT_TEXT
+        inquiry.consent_given_at = timezone.now()
+        stored: list[Document] = []
+        try:
+            with transaction.atomic():
+                inquiry.save()
+                for checked in self.cleaned_data["documents"]:
+                    document = Document(
+                        inquiry=inquiry,
+                        original_name=checked.original_name,
+                        detected_type=checked.detected_type,
+                        content_type=checked.content_type,
+                        extension=checked.extension,
+                        size=checked.size,
+                        pages=checked.pages,
+                        sha256=checked.sha256,
+                    )
+                    document.file.save("upload", checked.content, save=False)
+                    stored.append(document)
+                    document.save()
+                Notification.objects.bulk_create(
+                    Notification(inquiry=inquiry, kind=kind) for kind in Notification.Kind
+                )
+        except BaseException:
+            # Nothing half-stored: the rows are rolled back, and the files written so far go.
+            for document in stored:
+                if document.file.name:
+                    document.file.storage.delete(document.file.name)
+            raise
+        finally:
+            self.discard_documents()
+        return inquiry

@@ -1,0 +1,140 @@
+"""Fictional inquiries and a demo coordinator, so that a newcomer can try the admin.
+
+Every person here is invented. The command refuses to run with debug off, so that demo
+accounts never reach a production database.
+"""
+
+import io
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.datastructures import MultiValueDict
+from PIL import Image, ImageDraw
+
+from inquiries.forms import InquiryForm
+from inquiries.models import Inquiry
+from inquiries.tasks import send_notification
+
+DEMO_USERNAME = "coordinator"
+DEMO_PASSWORD = "demo-coordinator-2026"  # noqa: S105 - printed for newcomers, debug only
+
+DEMO_INQUIRIES = [
+    {
+        "submission_id": "00000000-0000-4000-8000-000000000001",
+        "writer": "family",
+        "writer_name": "Sam Example",
+        "acting_for_patient_confirmed": "on",
+        "patient_name": "Ada Example",
+        "birth_year": "2009",
+        "country": "GB",
+        "email": "sam.example@example.org",
+        "phone": "+44 20 7946 0000",
+        "diagnosis": "b-all",
+        "treatment_so_far": "Induction chemotherapy in 2025, relapse in 2026.",
+        "question": "Could CAR-T be an option for my daughter?",
+        "language": "en",
+    },
+    {
+        "submission_id": "00000000-0000-4000-8000-000000000002",
+        "writer": "patient",
+        "patient_name": "Bo Testperson",
+        "birth_year": "1958",
+        "country": "DE",
+        "email": "bo.testperson@example.org",
+        "diagnosis": "cll",
+        "treatment_so_far": "Ibrutinib, then venetoclax.",
+        "question": "Am I eligible for a CAR-T trial?",
+        "language": "en",
+    },
+    {
+        "submission_id": "00000000-0000-4000-8000-000000000003",
+        "writer": "family",
+        "writer_name": "Chris Sample",
+        "acting_for_patient_confirmed": "on",
+        "patient_name": "Dana Sample",
+        "birth_year": "1971",
+        "country": "AE",
+        "email": "chris.sample@example.org",
+        "diagnosis": "aml",
+        "treatment_so_far": "Two courses of chemotherapy.",
+        "question": "Are there trials for AML we could join?",
+        "language": "ar",
+    },
+]
+
+
+def demo_pdf(title: str) -> bytes:
+    """A one-page PDF with a line of text, written by hand to keep the demo self-contained."""
+    text = title.replace("\\", "").replace("(", "").replace(")", "")
+    stream = f"BT /F1 18 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = io.BytesIO(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for offset in offsets:
+        out.write(b"%010d 00000 n \n" % offset)
+    out.write(
+        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    )
+    return out.getvalue()
+
+
+def demo_png(title: str) -> bytes:
+    image = Image.new("RGB", (800, 500), "white")
+    ImageDraw.Draw(image).text((40, 40), title, fill="black")
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+class Command(BaseCommand):
+    help = "Creates a demo coordinator and three fictional inquiries (debug only)."
+
+    def handle(self, *args, **options) -> None:
+        if not settings.DEBUG:
+            raise CommandError("Demo data is for development only: set DJANGO_DEBUG=1.")
+        user, _ = User.objects.get_or_create(
+            username=DEMO_USERNAME, defaults={"is_staff": True, "email": "demo@example.org"}
+        )
+        user.is_staff = True
+        user.set_password(DEMO_PASSWORD)
+        user.save()
+        user.groups.add(Group.objects.get(name="Coordinators"))
+
+        created = 0
+        for data in DEMO_INQUIRIES:
+            if Inquiry.objects.filter(submission_id=uuid.UUID(data["submission_id"])).exists():
+                continue
+            name = data["patient_name"]
+            files = [
+                SimpleUploadedFile(
+                    "pathology-report.pdf", demo_pdf(f"Fictional pathology report: {name}")
+                ),
+                SimpleUploadedFile("blood-count.png", demo_png(f"Fictional blood count: {name}")),
+            ]
+            form = InquiryForm({**data, "consent": "on"}, MultiValueDict({"documents": files}))
+            if not form.is_valid():
+                raise CommandError(f"Demo inquiry for {name} is invalid: {form.errors.as_text()}")
+            inquiry = form.save()
+            for notification in inquiry.notifications.all():
+                send_notification.enqueue(notification.pk)
+            created += 1
+        self.stdout.write(f"Demo data: {created} new fictional inquiries.")
+        self.stdout.write(
+            f"Demo coordinator for the admin: username “{DEMO_USERNAME}”, "
+            f"password “{DEMO_PASSWORD}”."
+        )

@@ -1,0 +1,337 @@
+import secrets
+import uuid
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.core.files.storage import storages
+from django.core.signals import setting_changed
+from django.db import models, transaction
+from django.db.models import Count, Q
+from django.dispatch import receiver
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.functional import LazyObject, empty
+from django_countries.fields import CountryField
+from simple_history.models import HistoricalRecords
+
+# Readable over the phone and in an email subject: no 0/O, 1/I/L or U.
+REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+# The exact words a person agrees to. A new wording gets a new version, so that every
+# inquiry records which text was shown.
+CONSENT_VERSION = "2026-11-v1"
+CONSENT_TEXT = (
+    "I agree that CancerFax may store and use the health information and documents in this "
+    "form to review the patient’s case and reply to me. I have read the privacy notice."
+)
+
+
+def new_reference() -> str:
+    chars = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(8))
+    return f"CF-{chars[:4]}-{chars[4:]}"
+
+
+class DocumentStorage(LazyObject):
+    """The "documents" storage of STORAGES, looked up when first used rather than when the
+    models load, so that a change of STORAGES (in tests) is followed."""
+
+    def _setup(self) -> None:
+        self._wrapped = storages["documents"]
+
+
+documents_storage = DocumentStorage()
+
+
+@receiver(setting_changed)
+def _forget_documents_storage(*, setting: str, **kwargs) -> None:
+    if setting == "STORAGES":
+        documents_storage._wrapped = empty
+
+
+def document_storage() -> DocumentStorage:
+    return documents_storage
+
+
+def document_path(document: "Document", filename: str) -> str:
+    # A generated name only: what the family called the file is kept as text, never on disk.
+    today = timezone.now()
+    return f"{today:%Y/%m}/{uuid.uuid4().hex}.{document.extension}"
+
+
+class Diagnosis(models.TextChoices):
+    B_ALL = "b-all", "B-cell acute lymphoblastic leukemia (B-ALL)"
+    T_ALL = "t-all", "T-cell acute lymphoblastic leukemia (T-ALL)"
+    AML = "aml", "Acute myeloid leukemia (AML)"
+    CLL = "cll", "Chronic lymphocytic leukemia or small lymphocytic lymphoma (CLL/SLL)"
+    CML = "cml", "Chronic myeloid leukemia (CML)"
+    MYELOMA = "myeloma", "Multiple myeloma"
+    LYMPHOMA = "lymphoma", "Lymphoma"
+    OTHER = "other", "Other, or not sure"
+
+
+class Language(models.TextChoices):
+    ENGLISH = "en", "English"
+    ARABIC = "ar", "Arabic (العربية)"
+    CHINESE = "zh", "Chinese (中文)"
+    FRENCH = "fr", "French (Français)"
+    HINDI = "hi", "Hindi (हिन्दी)"
+    RUSSIAN = "ru", "Russian (Русский)"
+    SPANISH = "es", "Spanish (Español)"
+    OTHER = "other", "Another language (tell us in your message)"
+
+
+class InquiryQuerySet(models.QuerySet):
+    def open(self) -> "InquiryQuerySet":
+        return self.exclude(status=Inquiry.Status.CLOSED)
+
+    def follow_up_overdue(self, today: date | None = None) -> "InquiryQuerySet":
+        return self.open().filter(follow_up_on__lt=today or timezone.localdate())
+
+    def with_document_count(self) -> "InquiryQuerySet":
+        return self.annotate(document_count=Count("documents"))
+
+    def closed_before(self, moment) -> "InquiryQuerySet":
+        return self.filter(status=Inquiry.Status.CLOSED, closed_at__lt=moment)
+
+
+class Inquiry(models.Model):
+    class Writer(models.TextChoices):
+        PATIENT = "patient", "I am the patient"
+        FAMILY = "family", "I am a family member or carer writing for the patient"
+
+    class Status(models.TextChoices):
+        NEW = "new", "New"
+        IN_REVIEW = "in_review", "In review"
+        AWAITING_RECORDS = "awaiting_records", "Awaiting records"
+        REFERRED = "referred", "Referred"
+        CLOSED = "closed", "Closed"
+
+    class ClosedReason(models.TextChoices):
+        TREATMENT_ARRANGED = "treatment_arranged", "Treatment or trial arranged"
+        NOT_SUITABLE = "not_suitable", "No suitable option found"
+        DECLINED = "declined", "Family decided not to go ahead"
+        NO_REPLY = "no_reply", "No reply from the family"
+        DUPLICATE = "duplicate", "Duplicate of another inquiry"
+        ERASURE = "erasure", "Closed at the family’s request"
+
+    reference = models.CharField(max_length=12, unique=True, default=new_reference, editable=False)
+    # The form carries this id; a double click or a refresh sends it twice and still makes
+    # one inquiry.
+    submission_id = models.UUIDField(unique=True, editable=False)
+    received_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    writer = models.CharField("who is writing", max_length=10, choices=Writer)
+    writer_name = models.CharField("name of the person writing", max_length=120, blank=True)
+    acting_for_patient_confirmed = models.BooleanField(default=False)
+    patient_name = models.CharField(max_length=120)
+    birth_year = models.PositiveSmallIntegerField("patient’s year of birth")
+    country = CountryField("patient’s country of residence")
+    email = models.EmailField(max_length=254)
+    phone = models.CharField(max_length=20, blank=True, help_text="International format.")
+    diagnosis = models.CharField(max_length=10, choices=Diagnosis)
+    treatment_so_far = models.TextField(max_length=3000)
+    question = models.TextField("question", max_length=3000)
+    language = models.CharField("preferred language", max_length=5, choices=Language)
+
+    consent_version = models.CharField(max_length=20)
+    consent_text = models.TextField()
+    consent_given_at = models.DateTimeField()
+
+    status = models.CharField(max_length=20, choices=Status, default=Status.NEW)
+    closed_reason = models.CharField(max_length=20, choices=ClosedReason, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_inquiries",
+        limit_choices_to={"is_staff": True, "is_active": True},
+    )
+    follow_up_on = models.DateField("follow up on", null=True, blank=True)
+
+    # Who changed the status, the assignee or the follow-up date, and when.
+    history = HistoricalRecords(
+        excluded_fields=[
+            "writer_name",
+            "patient_name",
+            "birth_year",
+            "country",
+            "email",
+            "phone",
+            "treatment_so_far",
+            "question",
+            "consent_text",
+        ]
+    )
+
+    objects = InquiryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "inquiries"
+        ordering = ["-received_at"]
+        permissions = [("download_document", "Can download documents sent with an inquiry")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="closed", closed_reason__gt="")
+                | (~Q(status="closed") & Q(closed_reason="")),
+                name="inquiry_closed_with_a_reason",
+                violation_error_message="Choose a reason when you close an inquiry, and only then.",
+            ),
+            models.CheckConstraint(
+                condition=Q(writer="patient") | Q(acting_for_patient_confirmed=True),
+                name="inquiry_family_confirmed_authority",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference
+
+    def get_admin_url(self) -> str:
+        return reverse("admin:inquiries_inquiry_change", args=[self.pk])
+
+    def assign(self, to, by=None) -> None:
+        self.assigned_to = to
+        self._change_reason = f"Assigned to {to.get_username()}" if to else "Unassigned"
+        self.save(update_fields=["assigned_to"])
+
+    def set_status(self, status: str, reason: str = "") -> None:
+        self.status = status
+        if status == self.Status.CLOSED:
+            self.closed_reason = reason
+            self.closed_at = timezone.now()
+        else:
+            self.closed_reason = ""
+            self.closed_at = None
+        self._change_reason = f"Status: {self.get_status_display()}"
+        self.save(update_fields=["status", "closed_reason", "closed_at"])
+
+    def is_follow_up_overdue(self, today: date | None = None) -> bool:
+        return (
+            self.follow_up_on is not None
+            and self.status != self.Status.CLOSED
+            and self.follow_up_on < (today or timezone.localdate())
+        )
+
+    def erase(self) -> None:
+        """Right to erasure: the inquiry, its documents (files too) and its history."""
+        pk = self.pk
+        with transaction.atomic():
+            for document in self.documents.all():
+                document.erase()
+            self.delete()
+            # After the delete, which itself adds a history record.
+            Inquiry.history.filter(id=pk).delete()
+
+
+class Document(models.Model):
+    inquiry = models.ForeignKey(Inquiry, on_delete=models.CASCADE, related_name="documents")
+    file = models.FileField(storage=document_storage, upload_to=document_path, max_length=200)
+    original_name = models.CharField(max_length=255, help_text="As the family named it.")
+    detected_type = models.CharField(max_length=10)
+    content_type = models.CharField(max_length=50)
+    extension = models.CharField(max_length=5)
+    size = models.PositiveBigIntegerField()
+    pages = models.PositiveIntegerField(null=True, blank=True)
+    sha256 = models.CharField("SHA-256", max_length=64)
+    uploaded_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["uploaded_at", "id"]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+    def erase(self) -> None:
+        """Remove the row, then the file once the removal is committed: a failure midway
+        never leaves a row pointing at a missing file."""
+        storage, name = self.file.storage, self.file.name
+        with transaction.atomic():
+            self.delete()
+            transaction.on_commit(lambda: storage.delete(name))
+
+
+class DocumentDownload(models.Model):
+    """Who downloaded which document, and when: the audit trail coordinators are held to."""
+
+    # Kept when the document itself is erased at the end of its retention period.
+    document = models.ForeignKey(
+        Document, null=True, on_delete=models.SET_NULL, related_name="downloads"
+    )
+    document_name = models.CharField(max_length=255)
+    inquiry = models.ForeignKey(Inquiry, on_delete=models.CASCADE, related_name="downloads")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    downloaded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-downloaded_at"]
+
+    def __str__(self) -> str:
+        return f"{self.document_name} by {self.user} at {self.downloaded_at:%Y-%m-%d %H:%M}"
+
+
+class Note(models.Model):
+    """An internal note on a case. Notes are only ever added, never changed or removed."""
+
+    inquiry = models.ForeignKey(Inquiry, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    text = models.TextField(max_length=5000)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Note by {self.author} on {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class NotificationQuerySet(models.QuerySet):
+    def due(self) -> "NotificationQuerySet":
+        return self.filter(sent_at__isnull=True, attempts__lt=Notification.MAX_ATTEMPTS)
+
+    def undelivered(self) -> "NotificationQuerySet":
+        return self.filter(sent_at__isnull=True)
+
+
+class Notification(models.Model):
+    """An email owed to someone about an inquiry. The row is written with the inquiry, so a
+    mail server that is down loses nothing: the sending is retried until it goes through."""
+
+    MAX_ATTEMPTS = 10
+
+    class Kind(models.TextChoices):
+        RECEIPT = "receipt", "Receipt to the sender"
+        NEW_INQUIRY = "new_inquiry", "Alert to the coordinators"
+
+    inquiry = models.ForeignKey(Inquiry, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=20, choices=Kind)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NotificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["inquiry", "kind"], name="one_notification_per_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.inquiry}"
+
+    @property
+    def state(self) -> str:
+        if self.sent_at:
+            return "Sent"
+        if self.attempts >= self.MAX_ATTEMPTS:
+            return "Failed, no more retries"
+        if self.attempts:
+            return "Not delivered yet, will retry"
+        return "Waiting to be sent"
+
+    def next_retry_after(self) -> timedelta:
+        # 1, 2, 4 … minutes between tries, at most an hour.
+        return timedelta(minutes=min(60, 2 ** max(0, self.attempts - 1)))

@@ -1,0 +1,88 @@
+import logging
+import uuid
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_safe
+from django_ratelimit.decorators import ratelimit
+
+from .forms import InquiryForm
+from .models import Inquiry
+from .tasks import send_notification
+
+logger = logging.getLogger(__name__)
+
+
+def inquiry_rate(group, request) -> str:
+    return settings.INQUIRY_RATE_LIMIT
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@ratelimit(key="ip", rate=inquiry_rate, method="POST", block=True)
+def new_inquiry(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        form = InquiryForm(initial={"submission_id": uuid.uuid4()})
+        return render(request, "inquiries/new.html", {"form": form})
+
+    form = InquiryForm(
+        request.POST, request.FILES, upload_problems=getattr(request, "upload_problems", [])
+    )
+    if not form.is_valid():
+        return render(request, "inquiries/new.html", {"form": form}, status=400)
+
+    already = Inquiry.objects.filter(submission_id=form.cleaned_data["submission_id"]).first()
+    if already is None:
+        try:
+            inquiry = form.save()
+        except IntegrityError:
+            # The same form sent twice at once: the other request stored it.
+            already = Inquiry.objects.filter(
+                submission_id=form.cleaned_data["submission_id"]
+            ).first()
+            if already is None:
+                raise
+        except (DatabaseError, OSError) as error:
+            logger.error("Inquiry not saved: %s", type(error).__name__)
+            form.add_error(
+                None,
+                "We could not save your inquiry just now, and nothing was stored. Please try "
+                "again in a few minutes.",
+            )
+            return render(request, "inquiries/new.html", {"form": form}, status=503)
+        else:
+            logger.info("Inquiry %s received", inquiry.reference)
+            for notification in inquiry.notifications.all():
+                send_notification.enqueue(notification.pk)
+    if already is not None:
+        form.discard_documents()
+        inquiry = already
+    request.session["inquiry_reference"] = inquiry.reference
+    return redirect("inquiries:thank_you")
+
+
+@never_cache
+@require_safe
+def thank_you(request: HttpRequest) -> HttpResponse:
+    reference = request.session.get("inquiry_reference")
+    if not reference:
+        return redirect("inquiries:new")
+    return render(request, "inquiries/thank_you.html", {"reference": reference})
+
+
+@require_safe
+def privacy(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "inquiries/privacy.html", {"retention_days": settings.DOCUMENT_RETENTION_DAYS}
+    )
+
+
+def rate_limited(request: HttpRequest, exception=None) -> HttpResponse:
+    return render(request, "inquiries/rate_limited.html", status=429)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    return render(request, "inquiries/csrf_failure.html", status=403)

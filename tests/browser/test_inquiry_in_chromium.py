@@ -1,0 +1,106 @@
+"""A family sends reports from a phone; a coordinator picks the case up in the admin."""
+
+import re
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from inquiries.models import DocumentDownload, Inquiry, Note
+
+from ..sample_files import jpeg_bytes, pdf_bytes
+from .test_pages_in_chromium import axe_violations
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def reports(tmp_path):
+    pdf = tmp_path / "flow-cytometry.pdf"
+    pdf.write_bytes(pdf_bytes(pages=2))
+    photo = tmp_path / "discharge-letter.jpg"
+    photo.write_bytes(jpeg_bytes(1200, 900, exif_gps=True))
+    return [pdf, photo]
+
+
+def fill_in(page) -> None:
+    page.get_by_label("I am a family member or carer writing for the patient").check()
+    page.get_by_label("Your name").fill("Sam Example")
+    page.get_by_label("I confirm that the patient has agreed").check()
+    page.get_by_label("Your email address").fill("sam.example@example.org")
+    page.get_by_label("Patient’s full name").fill("Ada Example")
+    page.get_by_label("Patient’s year of birth").select_option("2009")
+    page.get_by_label("Patient’s country of residence").select_option("GB")
+    page.get_by_label("Diagnosis").select_option("b-all")
+    page.get_by_label("Treatment so far").fill("Chemotherapy in 2025, relapse in 2026.")
+    page.get_by_label("Your question").fill("Could CAR-T be an option?")
+
+
+def test_family_sends_reports_and_coordinator_handles_them(
+    browser, live_server, reports, artifacts
+):
+    phone = browser.new_context(viewport={"width": 375, "height": 812})
+    page = phone.new_page()
+    page.goto(live_server.url + "/inquiries/new/")
+    assert axe_violations(page) == []
+    page.screenshot(path=artifacts / "inquiry-form-phone.png", full_page=True)
+
+    # Sending with nothing filled in shows every problem, accessibly.
+    page.get_by_role("button", name="Send my inquiry").click()
+    assert page.get_by_role("heading", name="There is a problem").is_visible()
+    assert page.locator(".invalid-feedback").count() >= 8
+    assert axe_violations(page) == []
+    page.screenshot(path=artifacts / "inquiry-form-errors-phone.png", full_page=True)
+
+    fill_in(page)
+    page.get_by_label("Medical reports").set_input_files(reports)
+    page.get_by_label("I agree that CancerFax may store").check()
+    page.get_by_role("button", name="Send my inquiry").click()
+
+    assert page.get_by_role("heading", name="We have received your inquiry").is_visible()
+    reference = page.locator(".reference").inner_text()
+    assert re.fullmatch(r"CF-\w{4}-\w{4}", reference)
+    assert axe_violations(page) == []
+    page.screenshot(path=artifacts / "inquiry-thank-you-phone.png", full_page=True)
+    phone.close()
+
+    inquiry = Inquiry.objects.get(reference=reference)
+    assert inquiry.documents.count() == 2
+
+    coordinator = User.objects.create_user("casey", password="a-long-fictional-pass", is_staff=True)
+    coordinator.groups.add(Group.objects.get(name="Coordinators"))
+    desk = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    admin = desk.new_page()
+    admin.goto(live_server.url + "/admin/")
+    admin.get_by_label("Username").fill("casey")
+    admin.get_by_label("Password").fill("a-long-fictional-pass")
+    admin.get_by_role("button", name="Log in").click()
+
+    admin.goto(live_server.url + "/admin/inquiries/inquiry/")
+    admin.get_by_role("link", name="Unassigned").click()
+    row = admin.locator("#result_list tbody tr", has_text=reference)
+    row.locator("input[type=checkbox]").check()
+    admin.locator("select[name=action]").select_option("assign_to_me")
+    admin.get_by_role("button", name="Run").click()
+    assert admin.get_by_text("1 inquiries assigned to you.").is_visible()
+    admin.screenshot(path=artifacts / "admin-inquiry-list.png", full_page=True)
+
+    admin.get_by_role("link", name="Assigned to me").click()
+    admin.get_by_role("link", name=reference).click()
+    admin.locator("textarea[name='notes-0-text']").fill("Asked the family for the marrow report.")
+    admin.get_by_role("button", name="Save and continue editing").click()
+    assert admin.get_by_text("Asked the family for the marrow report.").is_visible()
+
+    with admin.expect_download() as download_info:
+        admin.get_by_role("link", name="Download").first.click()
+    download = download_info.value
+    assert download.suggested_filename == "flow-cytometry.pdf"
+    with open(download.path(), "rb") as downloaded:
+        assert downloaded.read() == reports[0].read_bytes()
+    admin.reload()
+    admin.screenshot(path=artifacts / "admin-inquiry-change.png", full_page=True)
+    desk.close()
+
+    inquiry.refresh_from_db()
+    assert inquiry.assigned_to == coordinator
+    assert Note.objects.get().author == coordinator
+    assert DocumentDownload.objects.get().user == coordinator

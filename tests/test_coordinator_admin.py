@@ -1,0 +1,245 @@
+"""Coordinators work the inquiry queue in the admin: triage, notes, documents, audit."""
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from inquiries.models import Document, DocumentDownload, Inquiry, Note
+
+from .conftest import files_in
+from .forms import form_data as admin_form_data
+from .test_inquiry_form import photo, send
+
+pytestmark = pytest.mark.django_db
+
+LIST_URL = "/admin/inquiries/inquiry/"
+
+
+@pytest.fixture
+def coordinator(db) -> User:
+    user = User.objects.create_user(
+        "casey", "casey@example.org", "a-long-fictional-pass", is_staff=True
+    )
+    user.groups.add(Group.objects.get(name="Coordinators"))
+    return user
+
+
+@pytest.fixture
+def coordinator_client(client, coordinator):
+    client.force_login(coordinator)
+    return client
+
+
+@pytest.fixture
+def inquiry(db) -> Inquiry:
+    send(Client(), documents=[photo()])
+    return Inquiry.objects.get()
+
+
+def change_url(inquiry: Inquiry) -> str:
+    return f"{LIST_URL}{inquiry.pk}/change/"
+
+
+def test_coordinators_group_has_exactly_the_triage_permissions():
+    codenames = set(
+        Group.objects.get(name="Coordinators").permissions.values_list("codename", flat=True)
+    )
+    assert codenames == {
+        "view_inquiry",
+        "change_inquiry",
+        "download_document",
+        "view_historicalinquiry",
+        "view_document",
+        "view_note",
+        "add_note",
+        "view_documentdownload",
+        "view_notification",
+    }
+
+
+def test_coordinator_cannot_edit_guides(coordinator_client):
+    assert coordinator_client.get("/admin/guides/guide/").status_code == 403
+
+
+def test_inquiry_list_shows_the_columns_coordinators_need(coordinator_client, inquiry):
+    inquiry.follow_up_on = timezone.localdate() - timedelta(days=2)
+    inquiry.save()
+    html = coordinator_client.get(LIST_URL).content.decode()
+    for text in [
+        inquiry.reference,
+        "Ada Example",
+        "B-cell acute lymphoblastic",
+        "United Kingdom",
+        "New",
+        "(overdue)",
+    ]:
+        assert text in html
+    assert '<td class="field-documents">1</td>' in html
+
+
+def test_inquiry_list_runs_no_query_per_row(coordinator_client, settings):
+    settings.INQUIRY_RATE_LIMIT = "100/h"
+    client = Client()
+    for _ in range(2):
+        send(client)
+    with CaptureQueriesContext(connection) as few:
+        coordinator_client.get(LIST_URL)
+    for _ in range(8):
+        send(client)
+    with CaptureQueriesContext(connection) as many:
+        coordinator_client.get(LIST_URL)
+    assert Inquiry.objects.count() == 10
+    assert len(many) == len(few)
+
+
+def test_filters_and_search(coordinator_client, coordinator):
+    client = Client()
+    send(client)
+    send(client, patient_name="Bo Testperson", diagnosis="cll", email="bo@example.org")
+    mine = Inquiry.objects.get(patient_name="Bo Testperson")
+    mine.assign(to=coordinator)
+    assert "Bo Testperson" in coordinator_client.get(f"{LIST_URL}?assigned=me").content.decode()
+    assert "Ada Example" not in coordinator_client.get(f"{LIST_URL}?assigned=me").content.decode()
+    assert "Ada Example" in coordinator_client.get(f"{LIST_URL}?assigned=nobody").content.decode()
+    assert (
+        "Ada Example"
+        not in coordinator_client.get(f"{LIST_URL}?diagnosis__exact=cll").content.decode()
+    )
+    found = coordinator_client.get(f"{LIST_URL}?q={mine.reference}").content.decode()
+    assert "Bo Testperson" in found and "Ada Example" not in found
+
+
+def test_assign_to_me_action_records_who_and_when(coordinator_client, coordinator, inquiry):
+    response = coordinator_client.post(
+        LIST_URL, {"action": "assign_to_me", "_selected_action": [inquiry.pk]}
+    )
+    assert response.status_code == 302
+    inquiry.refresh_from_db()
+    assert inquiry.assigned_to == coordinator
+    last = inquiry.history.latest("history_date")
+    assert last.history_user == coordinator
+    assert last.history_change_reason == "Assigned to casey"
+    page = coordinator_client.get(change_url(inquiry)).content.decode()
+    assert "Assigned to casey" in page
+
+
+def test_status_change_in_the_form_is_recorded_and_closing_needs_a_reason(
+    coordinator_client, coordinator, inquiry
+):
+    url = change_url(inquiry)
+    data = admin_form_data(coordinator_client.get(url).content.decode(), "inquiry_form")
+    data.update({"status": "closed", "closed_reason": ""})
+    refused = coordinator_client.post(url, data)
+    assert refused.status_code == 200
+    assert "Choose a reason when you close an inquiry" in refused.content.decode()
+
+    data.update({"status": "closed", "closed_reason": "no_reply"})
+    assert coordinator_client.post(url, data).status_code == 302
+    inquiry.refresh_from_db()
+    assert inquiry.status == "closed" and inquiry.closed_at is not None
+    assert inquiry.history.latest("history_date").history_change_reason == "Status: Closed"
+
+
+def test_what_the_family_sent_is_read_only(coordinator_client, inquiry):
+    url = change_url(inquiry)
+    data = admin_form_data(coordinator_client.get(url).content.decode(), "inquiry_form")
+    data.update({"patient_name": "Someone Else", "email": "else@example.org"})
+    assert "patient_name" not in admin_form_data(
+        coordinator_client.get(url).content.decode(), "inquiry_form"
+    )
+    coordinator_client.post(url, data)
+    inquiry.refresh_from_db()
+    assert inquiry.patient_name == "Ada Example"
+
+
+def test_notes_are_added_with_author_and_never_edited(coordinator_client, coordinator, inquiry):
+    url = change_url(inquiry)
+    data = admin_form_data(coordinator_client.get(url).content.decode(), "inquiry_form")
+    data["notes-0-text"] = "Called the family; they will send the bone marrow report."
+    assert coordinator_client.post(url, data).status_code == 302
+    note = Note.objects.get()
+    assert note.author == coordinator
+    html = coordinator_client.get(url).content.decode()
+    assert "Called the family" in html
+    assert 'name="notes-0-text"' not in html.split("Called the family")[0][-500:]
+    assert 'name="notes-0-DELETE"' not in html
+
+
+def test_document_download_is_private_checked_and_recorded(
+    coordinator_client, coordinator, inquiry, documents_dir
+):
+    document = inquiry.documents.get()
+    url = f"/admin/inquiries/inquiry/document/{document.pk}/download/"
+    response = coordinator_client.get(url)
+    assert response.status_code == 200
+    assert response["Content-Disposition"].startswith('attachment; filename="blood-count.jpg"')
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "no-store" in response["Cache-Control"].split(", ")
+    assert b"".join(response.streaming_content) == (documents_dir / document.file.name).read_bytes()
+    record = DocumentDownload.objects.get()
+    assert (record.user, record.document) == (coordinator, document)
+    assert "blood-count.jpg" in coordinator_client.get(change_url(inquiry)).content.decode()
+
+
+def test_anyone_else_gets_the_login_page_or_403_never_the_bytes(client, inquiry):
+    document = inquiry.documents.get()
+    url = f"/admin/inquiries/inquiry/document/{document.pk}/download/"
+    anonymous = client.get(url)
+    assert anonymous.status_code == 302 and anonymous.url.startswith("/admin/login/")
+    public = User.objects.create_user("pat", password="another-fictional-pass")
+    client.force_login(public)
+    assert client.get(url).status_code == 302
+    staff = User.objects.create_user("sky", password="another-fictional-pass", is_staff=True)
+    client.force_login(staff)
+    assert client.get(url).status_code == 403
+    assert DocumentDownload.objects.count() == 0
+
+
+def test_a_damaged_file_is_not_sent(coordinator_client, inquiry, documents_dir):
+    document = inquiry.documents.get()
+    (documents_dir / document.file.name).write_bytes(b"changed on disk")
+    response = coordinator_client.get(f"/admin/inquiries/inquiry/document/{document.pk}/download/")
+    assert response.status_code == 409
+    assert "could not be verified" in response.content.decode()
+    assert DocumentDownload.objects.count() == 0
+
+
+def test_documents_of_long_closed_inquiries_are_erased(
+    inquiry, documents_dir, settings, django_capture_on_commit_callbacks
+):
+    settings.DOCUMENT_RETENTION_DAYS = 30
+    inquiry.set_status(Inquiry.Status.CLOSED, reason="no_reply")
+    Inquiry.objects.filter(pk=inquiry.pk).update(closed_at=timezone.now() - timedelta(days=31))
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("erase_closed_documents", stdout=out)
+    assert "Erased 1 documents" in out.getvalue()
+    assert Document.objects.count() == 0
+    assert files_in(documents_dir) == []
+    assert Inquiry.objects.filter(pk=inquiry.pk).exists()
+
+
+def test_recently_closed_and_open_inquiries_keep_their_documents(inquiry, documents_dir):
+    call_command("erase_closed_documents", stdout=io.StringIO())
+    assert Document.objects.count() == 1
+    assert len(files_in(documents_dir)) == 1
+
+
+def test_an_inquiry_is_erased_completely_on_request(
+    inquiry, coordinator, documents_dir, django_capture_on_commit_callbacks
+):
+    inquiry.assign(to=coordinator)
+    Note.objects.create(inquiry=inquiry, author=coordinator, text="A fictional note.")
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("erase_inquiry", inquiry.reference, "--yes", stdout=io.StringIO())
+    assert Inquiry.objects.count() == 0
+    assert Inquiry.history.count() == 0
+    assert Document.objects.count() == Note.objects.count() == 0
+    assert files_in(documents_dir) == []

@@ -1,0 +1,381 @@
+"""A family sends an inquiry with medical reports: what they see, what is stored, what is sent."""
+
+import hashlib
+import io
+import re
+import stat
+import uuid
+
+import pytest
+from django.core import mail
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.db import DatabaseError
+from django.test import Client
+
+from inquiries.models import CONSENT_TEXT, CONSENT_VERSION, Document, Inquiry, Notification
+
+from .conftest import files_in
+from .sample_files import jpeg_bytes, pdf_bytes
+
+pytestmark = pytest.mark.django_db
+
+FORM_URL = "/inquiries/new/"
+
+PATIENT = "Ada Example"
+
+
+def form_data(**changes) -> dict:
+    data = {
+        "writer": "family",
+        "writer_name": "Sam Example",
+        "acting_for_patient_confirmed": "on",
+        "patient_name": PATIENT,
+        "birth_year": "2009",
+        "country": "GB",
+        "email": "sam.example@example.org",
+        "phone": "+44 20 7946 0000",
+        "diagnosis": "b-all",
+        "treatment_so_far": "Chemotherapy in 2025.\r\nRelapse in 2026.",
+        "question": "Could CAR-T help my daughter?",
+        "language": "en",
+        "consent": "on",
+        "website": "",
+        "submission_id": str(uuid.uuid4()),
+    }
+    data.update(changes)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def pdf(name: str = "pathology-report.pdf", **options) -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, pdf_bytes(**options), content_type="application/pdf")
+
+
+def photo(name: str = "blood-count.jpg") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, jpeg_bytes(640, 480, exif_gps=True), content_type="image/jpeg")
+
+
+def send(client: Client, documents=None, **changes):
+    data = form_data(**changes)
+    data["documents"] = [pdf()] if documents is None else documents
+    return client.post(FORM_URL, data)
+
+
+def assert_refused(response, message: str, documents_dir, uploads_dir) -> str:
+    """The form comes back with the message, nothing stored, nothing left on disk."""
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert "There is a problem" in html
+    assert message in html, re.findall(r'class="invalid-feedback".*?</div>', html, re.S)
+    assert Inquiry.objects.count() == 0
+    assert Document.objects.count() == 0
+    assert files_in(documents_dir) == []
+    assert files_in(uploads_dir) == []
+    return html
+
+
+# What a family sees and what is stored after a good submission
+
+
+def test_form_page_says_the_limits_and_types(client):
+    html = client.get(FORM_URL).content.decode()
+    assert "PDF, JPEG, PNG, HEIC (iPhone photos) or DICOM" in html
+    assert "Up to 20 MB each and 100 MB in all" in html
+    assert 'type="checkbox" name="consent"' in html
+    assert "checked" not in re.search(r'<input[^>]+name="consent"[^>]*>', html).group(0)
+    assert 'href="/inquiries/privacy/"' in html
+
+
+def test_good_inquiry_is_stored_with_its_documents_and_consent(client, documents_dir):
+    response = send(client, documents=[pdf(), photo()])
+    assert response.status_code == 302
+    assert response.url == "/inquiries/thank-you/"
+    inquiry = Inquiry.objects.get()
+    assert inquiry.patient_name == PATIENT
+    assert inquiry.phone == "+442079460000"
+    assert inquiry.treatment_so_far == "Chemotherapy in 2025.\nRelapse in 2026."
+    assert inquiry.consent_version == CONSENT_VERSION
+    assert inquiry.consent_text == CONSENT_TEXT
+    assert inquiry.consent_given_at is not None
+    assert re.fullmatch(r"CF-[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}", inquiry.reference)
+    assert inquiry.documents.count() == 2
+
+
+def test_stored_files_are_private_and_named_by_us(client, documents_dir):
+    send(client, documents=[pdf("../../Ada Example report.pdf")])
+    document = Document.objects.get()
+    path = documents_dir / document.file.name
+    assert path.is_file()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "Ada" not in path.name and "report" not in path.name
+    assert re.fullmatch(r"[0-9a-f]{32}\.pdf", path.name)
+    assert document.original_name == "Ada Example report.pdf"
+    assert document.detected_type == "pdf"
+    assert document.pages == 1
+    assert document.size == path.stat().st_size
+    assert document.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_photo_is_stored_without_its_location_data(client, documents_dir):
+    from PIL import Image
+
+    send(client, documents=[photo()])
+    document = Document.objects.get()
+    with Image.open(documents_dir / document.file.name) as image:
+        assert image.getexif().get_ifd(0x8825) == {}
+        assert len(image.getexif()) == 0
+
+
+def test_thank_you_page_shows_the_reference_and_what_happens_next(client):
+    response = send(client)
+    inquiry = Inquiry.objects.get()
+    page = client.get(response.url)
+    html = page.content.decode()
+    assert inquiry.reference in html
+    assert "What happens next" in html
+    assert PATIENT not in html
+    assert page["Cache-Control"].startswith("max-age=0")
+
+
+def test_no_health_data_in_any_address(client):
+    response = send(client)
+    assert PATIENT.split()[0] not in response.url
+    assert "b-all" not in response.url
+
+
+def test_thank_you_page_without_an_inquiry_goes_back_to_the_form(client):
+    response = client.get("/inquiries/thank-you/")
+    assert response.status_code == 302
+    assert response.url == FORM_URL
+
+
+def test_sender_and_coordinators_get_one_email_each_without_health_details(client, settings):
+    settings.COORDINATORS_EMAIL = "coordinators@example.org"
+    send(client)
+    inquiry = Inquiry.objects.get()
+    assert sorted(message.to[0] for message in mail.outbox) == [
+        "coordinators@example.org",
+        "sam.example@example.org",
+    ]
+    for message in mail.outbox:
+        assert inquiry.reference in message.subject
+        for detail in (PATIENT, "Ada", "leukemia", "B-ALL", "CAR-T", "2009", "Chemotherapy"):
+            assert detail not in message.subject + message.body
+    alert = next(m for m in mail.outbox if m.to == ["coordinators@example.org"])
+    assert f"http://127.0.0.1:8000/admin/inquiries/inquiry/{inquiry.pk}/change/" in alert.body
+    assert Notification.objects.filter(sent_at__isnull=False).count() == 2
+
+
+# Bad input: a polite message, what was typed kept, nothing stored, nothing left on disk
+
+
+def test_missing_files(client, documents_dir, uploads_dir):
+    response = send(client, documents=[])
+    html = assert_refused(
+        response, "Please choose at least one medical report to send.", documents_dir, uploads_dir
+    )
+    assert 'value="Ada Example"' in html
+    assert "Please choose your documents again." in html
+
+
+def test_empty_file(client, documents_dir, uploads_dir):
+    response = send(client, documents=[SimpleUploadedFile("scan.pdf", b"")])
+    assert_refused(response, "One of the files you chose is empty.", documents_dir, uploads_dir)
+
+
+def test_file_over_its_limit(client, settings, documents_dir, uploads_dir):
+    settings.DOCUMENT_MAX_BYTES = 1024 * 1024
+    big = SimpleUploadedFile("scan.pdf", pdf_bytes(pages=1) + b"%" + b"x" * 1_200_000)
+    response = send(client, documents=[big])
+    assert_refused(response, "“scan.pdf” is larger than 1 MB", documents_dir, uploads_dir)
+
+
+def test_files_over_the_total(client, settings, documents_dir, uploads_dir):
+    settings.DOCUMENTS_MAX_TOTAL_BYTES = 3 * len(pdf_bytes())
+    files = [pdf(f"report-{n}.pdf") for n in range(4)]
+    response = send(client, documents=files)
+    assert_refused(response, "Together your files are larger than", documents_dir, uploads_dir)
+
+
+def test_more_than_ten_files(client, documents_dir, uploads_dir):
+    files = [pdf(f"report-{n}.pdf") for n in range(11)]
+    response = send(client, documents=files)
+    assert_refused(response, "Please choose at most 10 files.", documents_dir, uploads_dir)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("setup.exe", b"MZ" + b"\0" * 200, "is not a type we can accept"),
+        ("report.pdf", b"MZ\x90\x00" + b"\0" * 400, "does not look like"),
+        ("report.pdf", b"<!doctype html><html><body>hi</body></html>", "does not look like"),
+        ("chart.svg", b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', "not a type we can"),
+        ("report.pdf.exe", b"%PDF-1.4\n", "not a type we can accept"),
+    ],
+)
+def test_files_that_are_not_what_they_say_are_refused(
+    client, documents_dir, uploads_dir, name, content, message
+):
+    response = send(client, documents=[SimpleUploadedFile(name, content)])
+    assert_refused(response, message, documents_dir, uploads_dir)
+
+
+def test_one_bad_file_refuses_the_whole_inquiry_and_keeps_nothing(
+    client, documents_dir, uploads_dir
+):
+    response = send(client, documents=[photo(), pdf("plan.pdf", javascript=True)])
+    assert_refused(response, "contains active content", documents_dir, uploads_dir)
+
+
+def test_missing_consent(client, documents_dir, uploads_dir):
+    response = send(client, consent=None)
+    assert_refused(response, "Please tick the box.", documents_dir, uploads_dir)
+
+
+def test_family_member_must_confirm_they_may_act_for_the_patient(
+    client, documents_dir, uploads_dir
+):
+    response = send(client, acting_for_patient_confirmed=None)
+    assert_refused(
+        response,
+        "Please confirm that you may contact us for the patient.",
+        documents_dir,
+        uploads_dir,
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("email", "sam.example@", "Please enter an email address like name@example.com."),
+        ("phone", "12345", "Please enter the phone number with its country code"),
+        ("patient_name", "Ada\r\nBcc: victim@example.org", "Please write this on one line."),
+        ("email", "sam@example.org\nBcc: x@example.org", "Please write this on one line."),
+        ("question", "x" * 3001, "Please shorten this to 3000 characters or fewer"),
+        ("patient_name", "A" * 121, "Please shorten this to 120 characters or fewer"),
+        ("birth_year", "1700", "Select a valid choice"),
+    ],
+)
+def test_bad_text_gets_a_polite_message_next_to_its_field(
+    client, documents_dir, uploads_dir, field, value, message
+):
+    response = send(client, **{field: value})
+    html = assert_refused(response, message, documents_dir, uploads_dir)
+    # Everything else the person typed is still there.
+    assert 'value="Sam Example"' in html
+    assert "Chemotherapy in 2025." in html
+    assert 'value="sam.example@example.org"' in html or field == "email"
+    assert f'aria-describedby="id_{field}_' in html or field == "birth_year"
+
+
+def test_error_summary_links_to_each_field(client):
+    html = send(client, email="nope", consent=None).content.decode()
+    summary = html[
+        html.index("There is a problem") : html.index("</ul>", html.index("There is a problem"))
+    ]
+    assert 'href="#id_email"' in summary
+    assert 'href="#id_consent"' in summary
+    assert "<title>Error: Send your medical reports – CancerFax</title>" in html
+
+
+def test_missing_csrf_token_gets_a_friendly_page(documents_dir):
+    client = Client(enforce_csrf_checks=True)
+    response = send(client)
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert "Please send the form again" in html
+    assert "CSRF" not in html
+    assert Inquiry.objects.count() == 0
+
+
+def test_the_same_form_sent_twice_makes_one_inquiry(client, documents_dir):
+    submission_id = str(uuid.uuid4())
+    first = send(client, submission_id=submission_id)
+    second = send(client, submission_id=submission_id)
+    assert first.status_code == second.status_code == 302
+    inquiry = Inquiry.objects.get()
+    assert inquiry.reference in client.get(second.url).content.decode()
+    assert len(files_in(documents_dir)) == 1
+    assert len(mail.outbox) == 2
+
+
+def test_bot_that_fills_the_hidden_field_stores_nothing(client, documents_dir, uploads_dir):
+    response = send(client, website="http://spam.example")
+    assert_refused(response, "Please leave this field empty.", documents_dir, uploads_dir)
+
+
+def test_too_many_inquiries_from_one_client_get_a_friendly_429(client, settings):
+    settings.INQUIRY_RATE_LIMIT = "2/h"
+    assert send(client).status_code == 302
+    assert send(client).status_code == 302
+    response = send(client)
+    assert response.status_code == 429
+    assert "Please wait a little before sending again" in response.content.decode()
+    assert Inquiry.objects.count() == 2
+    assert client.get(FORM_URL).status_code == 200
+
+
+# Failures midway leave nothing behind
+
+
+def test_database_failure_midway_stores_nothing(client, monkeypatch, documents_dir, uploads_dir):
+    def broken(*args, **kwargs):
+        raise DatabaseError("the database went away")
+
+    monkeypatch.setattr(Notification.objects, "bulk_create", broken)
+    response = send(client, documents=[pdf(), photo()])
+    assert response.status_code == 503
+    assert "nothing was stored" in response.content.decode()
+    assert Inquiry.objects.count() == Document.objects.count() == 0
+    assert files_in(documents_dir) == []
+    assert files_in(uploads_dir) == []
+
+
+def test_disk_failure_midway_stores_nothing(client, monkeypatch, documents_dir, uploads_dir):
+    from inquiries.models import documents_storage
+
+    real_save = documents_storage._save
+    calls = []
+
+    def fails_second_time(name, content):
+        calls.append(name)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_save(name, content)
+
+    documents_storage._setup()
+    monkeypatch.setattr(documents_storage._wrapped, "_save", fails_second_time)
+    response = send(client, documents=[pdf(), photo()])
+    assert response.status_code == 503
+    assert Inquiry.objects.count() == Document.objects.count() == 0
+    assert files_in(documents_dir) == []
+
+
+def test_mail_server_down_never_loses_the_inquiry(client, settings):
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": 9, "timeout": 2},
+        }
+    }
+    response = send(client)
+    assert response.status_code == 302
+    inquiry = Inquiry.objects.get()
+    failed = inquiry.notifications.all()
+    assert [n.attempts for n in failed] == [1, 1]
+    assert all(n.sent_at is None and n.last_error for n in failed)
+
+    settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+    Notification.objects.update(last_attempt_at=None)
+    out = io.StringIO()
+    call_command("send_notifications", stdout=out)
+    assert out.getvalue().strip() == "2 sent, 0 still failing"
+    assert len(mail.outbox) == 2
+    assert Notification.objects.undelivered().count() == 0
+
+
+def test_privacy_notice_explains_retention_and_erasure(client, settings):
+    settings.DOCUMENT_RETENTION_DAYS = 180
+    html = client.get("/inquiries/privacy/").content.decode()
+    assert "after 180 days" in html
+    assert "delete" in html

@@ -95,7 +95,7 @@ class ReadOnlyInline(admin.TabularInline):
 
 class DocumentInline(ReadOnlyInline):
     model = Document
-    fields = ["original_name", "kind", "file_size", "pages", "sha256", "download"]
+    fields = ["original_name", "kind", "file_size", "pages", "checksum", "download"]
     readonly_fields = fields
     verbose_name_plural = "documents"
 
@@ -108,6 +108,10 @@ class DocumentInline(ReadOnlyInline):
     @admin.display(description="size")
     def file_size(self, document: Document) -> str:
         return filesizeformat(document.size)
+
+    @admin.display(description="SHA-256")
+    def checksum(self, document: Document) -> str:
+        return format_html('<span title="{}">{}…</span>', document.sha256, document.sha256[:16])
 
     @admin.display(description="")
     def download(self, document: Document) -> str:
@@ -260,6 +264,9 @@ class InquiryAdmin(SimpleHistoryAdmin):
         )
 
     def save_model(self, request: HttpRequest, inquiry: Inquiry, form, change: bool) -> None:
+        if change and not form.has_changed():
+            # Only a note was added: the case itself did not change, so no history entry.
+            return
         changes = []
         if "status" in form.changed_data:
             inquiry.closed_at = timezone.now() if inquiry.status == Inquiry.Status.CLOSED else None

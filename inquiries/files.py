@@ -12,6 +12,7 @@ import tempfile
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import puremagic
@@ -139,8 +140,9 @@ def check_document(upload: UploadedFile) -> CheckedDocument:
 
 
 def _refused(code: str, name: str, **details: Any) -> ValidationError:
-    # The name only: never what is in the file.
-    logger.info("Document refused (%s): “%s”", code, name)
+    # The reason and the kind of file only: a file's name can itself be health data
+    # ("… HIV test.pdf"), and its contents never belong in a log.
+    logger.info("Document refused (%s), a %s file", code, Path(name).suffix.lower() or "nameless")
     return ValidationError(MESSAGES[code].format(name=name, **details), code=code)
 
 

@@ -40,11 +40,15 @@ class DocumentsField(forms.FileField):
 
 class InquiryForm(forms.ModelForm):
     writer = forms.ChoiceField(
-        label="Who is writing?", choices=Inquiry.Writer, widget=forms.RadioSelect
+        label="Who is writing?",
+        choices=Inquiry.Writer,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Please tell us who is writing."},
     )
     acting_for_patient_confirmed = forms.BooleanField(
         label="I confirm that the patient has agreed that I may contact CancerFax for them, "
         "or that I am legally allowed to act for them.",
+        help_text="Only if you are writing for the patient.",
         required=False,
     )
     birth_year = forms.TypedChoiceField(

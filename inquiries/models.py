@@ -127,7 +127,7 @@ class Inquiry(models.Model):
     birth_year = models.PositiveSmallIntegerField("patient’s year of birth")
     country = CountryField("patient’s country of residence")
     email = models.EmailField(max_length=254)
-    phone = models.CharField(max_length=20, blank=True, help_text="International format.")
+    phone = models.CharField(max_length=20, blank=True)
     diagnosis = models.CharField(max_length=10, choices=Diagnosis)
     treatment_so_far = models.TextField(max_length=3000)
     question = models.TextField("question", max_length=3000)

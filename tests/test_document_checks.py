@@ -491,9 +491,9 @@ def test_document_keeps_the_name_made_safe():
     assert document.original_name == "Blood count.PDF"
 
 
-def test_refusal_is_logged_with_its_code_and_the_name_only(caplog):
+def test_refusal_is_logged_with_its_reason_but_not_the_name(caplog):
     caplog.set_level(logging.INFO, logger="inquiries.files")
-    refusal("plan.pdf", pdf_bytes(javascript=True))
+    refusal("Ada Example leukemia plan.pdf", pdf_bytes(javascript=True))
     assert [record.getMessage() for record in caplog.records] == [
-        "Document refused (active_content): “plan.pdf”"
+        "Document refused (active_content), a .pdf file"
     ]

@@ -31,8 +31,10 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	DJANGO_DEBUG=1 $(PY) manage.py migrate --noinput
 	DJANGO_DEBUG=1 $(PY) manage.py loaddata fixtures/guides.json
+	DJANGO_DEBUG=1 $(PY) manage.py load_demo
 	@echo
 	@echo "CancerFax Guides is running at http://127.0.0.1:$(PORT)/  (Ctrl+C stops it)"
+	@echo "Coordinators' admin: http://127.0.0.1:$(PORT)/admin/ (demo account above)"
 	@echo
 	DJANGO_DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$(PORT)
 

@@ -60,7 +60,8 @@ class Site:
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         }
         python = sys.executable
-        subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        for command in (["migrate"], ["collectstatic", "--noinput"]):
+            subprocess.run([python, "manage.py", *command, "-v0"], cwd=ROOT, env=env, check=True)
         self.process = subprocess.Popen(
             [
                 python,

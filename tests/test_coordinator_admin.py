@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -243,3 +243,22 @@ def test_an_inquiry_is_erased_completely_on_request(
     assert Inquiry.history.count() == 0
     assert Document.objects.count() == Note.objects.count() == 0
     assert files_in(documents_dir) == []
+
+
+def test_demo_data_gives_a_newcomer_cases_to_work_on(settings, client):
+    settings.DEBUG = True
+    out = io.StringIO()
+    call_command("load_demo", stdout=out)
+    call_command("load_demo", stdout=io.StringIO())
+    assert Inquiry.objects.count() == 3
+    assert Document.objects.count() == 6
+    assert "password “demo-coordinator-2026”" in out.getvalue()
+    assert client.login(username="coordinator", password="demo-coordinator-2026")
+    assert "Ada Example" in client.get(LIST_URL).content.decode()
+
+
+def test_demo_data_is_refused_in_production(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="development only"):
+        call_command("load_demo", stdout=io.StringIO())
+    assert not User.objects.filter(username="coordinator").exists()

@@ -16,7 +16,7 @@ from django.test import Client
 from inquiries.models import CONSENT_TEXT, CONSENT_VERSION, Document, Inquiry, Notification
 
 from .conftest import files_in
-from .sample_files import jpeg_bytes, pdf_bytes
+from .sample_files import jpeg_bytes, large_pdf, pdf_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -225,6 +225,26 @@ def test_one_bad_file_refuses_the_whole_inquiry_and_keeps_nothing(
 ):
     response = send(client, documents=[photo(), pdf("plan.pdf", javascript=True)])
     assert_refused(response, "contains active content", documents_dir, uploads_dir)
+
+
+def test_large_refused_upload_leaves_no_temporary_file(
+    client, tmp_path, documents_dir, uploads_dir
+):
+    # Over FILE_UPLOAD_MAX_MEMORY_SIZE, so Django writes it to the uploads folder as it arrives.
+    whole = large_pdf(tmp_path / "whole.pdf", size_mb=3).read_bytes()
+    cut = tmp_path / "scan.pdf"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with cut.open("rb") as upload:
+        response = client.post(FORM_URL, {**form_data(), "documents": [upload]})
+    assert_refused(response, "seems to be damaged or incomplete", documents_dir, uploads_dir)
+
+
+def test_a_flood_of_files_gets_a_friendly_page_not_an_error(client, settings):
+    files = [pdf(f"report-{n}.pdf") for n in range(settings.DATA_UPLOAD_MAX_NUMBER_FILES + 1)]
+    response = send(client, documents=files)
+    assert response.status_code == 400
+    assert "We could not read what your browser sent" in response.content.decode()
+    assert Inquiry.objects.count() == 0
 
 
 def test_missing_consent(client, documents_dir, uploads_dir):

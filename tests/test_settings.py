@@ -78,6 +78,9 @@ def test_allowed_hosts_are_read_as_a_comma_separated_list():
         ("DJANGO_ALLOWED_HOSTS", " , "),
         ("DATABASE_CONN_MAX_AGE", "soon"),
         ("SITE_URL", "guides.example"),
+        ("INQUIRY_RATE_LIMIT", "lots"),
+        ("EMAIL_URL", "imap://mail.example"),
+        ("DOCUMENT_MAX_MB", "-3"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(variable, value):

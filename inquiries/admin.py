@@ -39,6 +39,10 @@ SUBMITTED_FIELDS = [
 ]
 
 
+def inquiries(count: int) -> str:
+    return f"{count} inquiry" if count == 1 else f"{count} inquiries"
+
+
 class AssignedFilter(admin.SimpleListFilter):
     title = "assigned to"
     parameter_name = "assigned"
@@ -290,13 +294,13 @@ class InquiryAdmin(SimpleHistoryAdmin):
     def assign_to_me(self, request: HttpRequest, queryset: QuerySet[Inquiry]) -> None:
         for inquiry in queryset:
             inquiry.assign(to=request.user)
-        self.message_user(request, f"{len(queryset)} inquiries assigned to you.")
+        self.message_user(request, f"{inquiries(len(queryset))} assigned to you.")
 
     def _set_status(self, request, queryset, status: str) -> None:
         for inquiry in queryset:
             inquiry.set_status(status)
         label = Inquiry.Status(status).label
-        self.message_user(request, f"{len(queryset)} inquiries marked “{label}”.")
+        self.message_user(request, f"{inquiries(len(queryset))} marked “{label}”.")
 
     @admin.action(description="Mark as in review")
     def mark_in_review(self, request, queryset) -> None:

@@ -4,6 +4,7 @@ import re
 
 import pytest
 from django.contrib.auth.models import Group, User
+from playwright.sync_api import expect
 
 from inquiries.models import DocumentDownload, Inquiry, Note
 
@@ -36,9 +37,9 @@ def fill_in(page) -> None:
 
 
 def test_family_sends_reports_and_coordinator_handles_them(
-    browser, live_server, reports, artifacts
+    new_context, live_server, reports, artifacts
 ):
-    phone = browser.new_context(viewport={"width": 375, "height": 812})
+    phone = new_context(viewport={"width": 375, "height": 812})
     page = phone.new_page()
     page.goto(live_server.url + "/inquiries/new/")
     assert axe_violations(page) == []
@@ -46,7 +47,7 @@ def test_family_sends_reports_and_coordinator_handles_them(
 
     # Sending with nothing filled in shows every problem, accessibly.
     page.get_by_role("button", name="Send my inquiry").click()
-    assert page.get_by_role("heading", name="There is a problem").is_visible()
+    expect(page.get_by_role("heading", name="There is a problem")).to_be_visible()
     assert page.locator(".invalid-feedback").count() >= 8
     assert axe_violations(page) == []
     page.screenshot(path=artifacts / "inquiry-form-errors-phone.png", full_page=True)
@@ -56,19 +57,18 @@ def test_family_sends_reports_and_coordinator_handles_them(
     page.get_by_label("I agree that CancerFax may store").check()
     page.get_by_role("button", name="Send my inquiry").click()
 
-    assert page.get_by_role("heading", name="We have received your inquiry").is_visible()
+    expect(page.get_by_role("heading", name="We have received your inquiry")).to_be_visible()
     reference = page.locator(".reference").inner_text()
     assert re.fullmatch(r"CF-\w{4}-\w{4}", reference)
     assert axe_violations(page) == []
     page.screenshot(path=artifacts / "inquiry-thank-you-phone.png", full_page=True)
-    phone.close()
 
     inquiry = Inquiry.objects.get(reference=reference)
     assert inquiry.documents.count() == 2
 
     coordinator = User.objects.create_user("casey", password="a-long-fictional-pass", is_staff=True)
     coordinator.groups.add(Group.objects.get(name="Coordinators"))
-    desk = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    desk = new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
     admin = desk.new_page()
     admin.goto(live_server.url + "/admin/")
     admin.get_by_label("Username").fill("casey")
@@ -81,14 +81,14 @@ def test_family_sends_reports_and_coordinator_handles_them(
     row.locator("input[type=checkbox]").check()
     admin.locator("select[name=action]").select_option("assign_to_me")
     admin.get_by_role("button", name="Run").click()
-    assert admin.get_by_text("1 inquiries assigned to you.").is_visible()
+    expect(admin.get_by_text("1 inquiry assigned to you.")).to_be_visible()
     admin.screenshot(path=artifacts / "admin-inquiry-list.png", full_page=True)
 
     admin.get_by_role("link", name="Assigned to me").click()
     admin.get_by_role("link", name=reference).click()
     admin.locator("textarea[name='notes-0-text']").fill("Asked the family for the marrow report.")
     admin.get_by_role("button", name="Save and continue editing").click()
-    assert admin.get_by_text("Asked the family for the marrow report.").is_visible()
+    expect(admin.get_by_text("Asked the family for the marrow report.")).to_be_visible()
 
     with admin.expect_download() as download_info:
         admin.get_by_role("link", name="Download").first.click()
@@ -98,7 +98,6 @@ def test_family_sends_reports_and_coordinator_handles_them(
         assert downloaded.read() == reports[0].read_bytes()
     admin.reload()
     admin.screenshot(path=artifacts / "admin-inquiry-change.png", full_page=True)
-    desk.close()
 
     inquiry.refresh_from_db()
     assert inquiry.assigned_to == coordinator

@@ -26,10 +26,10 @@ def axe_violations(page) -> list[str]:
 @pytest.mark.parametrize("screen", SCREENS)
 @pytest.mark.parametrize("name", PAGES)
 def test_page_fits_the_screen_and_passes_axe(
-    browser, live_server, leukemia_guide, artifacts, name, screen
+    new_context, live_server, leukemia_guide, artifacts, name, screen
 ):
     width, height = SCREENS[screen]
-    context = browser.new_context(viewport={"width": width, "height": height})
+    context = new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     failed = []
     page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
@@ -42,11 +42,10 @@ def test_page_fits_the_screen_and_passes_axe(
     assert sideways <= 0, f"the page scrolls {sideways}px sideways"
     assert page.locator("h1").count() == 1
     assert axe_violations(page) == []
-    context.close()
 
 
-def test_a_question_opens_with_javascript_disabled(browser, live_server, leukemia_guide):
-    context = browser.new_context(java_script_enabled=False, viewport={"width": 375, "height": 812})
+def test_a_question_opens_with_javascript_disabled(new_context, live_server, leukemia_guide):
+    context = new_context(java_script_enabled=False, viewport={"width": 375, "height": 812})
     page = context.new_page()
     page.goto(live_server.url + PAGES["guide"])
     question = page.locator("details.faq").first
@@ -55,11 +54,12 @@ def test_a_question_opens_with_javascript_disabled(browser, live_server, leukemi
     question.locator("summary").click()
     assert answer.is_visible()
     assert question.evaluate("element => element.open")
-    context.close()
 
 
-def test_skip_link_is_the_first_stop_and_moves_to_the_content(browser, live_server, leukemia_guide):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+def test_skip_link_is_the_first_stop_and_moves_to_the_content(
+    new_context, live_server, leukemia_guide
+):
+    context = new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.goto(live_server.url + PAGES["guide"])
     page.keyboard.press("Tab")
@@ -68,11 +68,10 @@ def test_skip_link_is_the_first_stop_and_moves_to_the_content(browser, live_serv
     assert page.locator(".skip-link").is_visible()
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "main"
-    context.close()
 
 
-def test_products_table_becomes_labelled_cards_on_a_phone(browser, live_server, leukemia_guide):
-    context = browser.new_context(viewport={"width": 375, "height": 812})
+def test_products_table_becomes_labelled_cards_on_a_phone(new_context, live_server, leukemia_guide):
+    context = new_context(viewport={"width": 375, "height": 812})
     page = context.new_page()
     page.goto(live_server.url + PAGES["guide"])
     rows = page.locator(".products tbody tr")
@@ -86,22 +85,22 @@ def test_products_table_becomes_labelled_cards_on_a_phone(browser, live_server, 
     table = page.get_by_role("table")
     assert table.get_by_role("columnheader").count() == 5
     assert table.get_by_role("rowheader").count() == 7
-    context.close()
 
 
 def test_products_table_fits_a_desktop_screen_without_scrolling(
-    browser, live_server, leukemia_guide
+    new_context, live_server, leukemia_guide
 ):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context = new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.goto(live_server.url + PAGES["guide"])
     box = page.locator(".table-scroll")
     assert box.evaluate("element => element.scrollWidth - element.clientWidth") <= 0
-    context.close()
 
 
-def test_printed_guide_shows_every_answer_and_no_navigation(browser, live_server, leukemia_guide):
-    context = browser.new_context(viewport={"width": 800, "height": 1100})
+def test_printed_guide_shows_every_answer_and_no_navigation(
+    new_context, live_server, leukemia_guide
+):
+    context = new_context(viewport={"width": 800, "height": 1100})
     page = context.new_page()
     page.goto(live_server.url + PAGES["guide"])
     answer = page.locator("details.faq .answer").first
@@ -111,4 +110,3 @@ def test_printed_guide_shows_every_answer_and_no_navigation(browser, live_server
     assert not page.locator("nav.contents").is_visible()
     assert not page.get_by_role("navigation", name="Main").is_visible()
     assert page.locator(".references a").first.is_visible()
-    context.close()

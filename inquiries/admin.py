@@ -14,25 +14,17 @@ from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from .emails import deliver
+from .forms import InquiryForm
 from .models import Document, DocumentDownload, Inquiry, Note, Notification
 
 logger = logging.getLogger(__name__)
 
+# What the family sent, shown read-only: the form's fields, framed by when and under what
+# consent they arrived.
 SUBMITTED_FIELDS = [
     "reference",
     "received_at",
-    "writer",
-    "writer_name",
-    "acting_for_patient_confirmed",
-    "patient_name",
-    "birth_year",
-    "country",
-    "email",
-    "phone",
-    "diagnosis",
-    "treatment_so_far",
-    "question",
-    "language",
+    *InquiryForm.Meta.fields,
     "consent_version",
     "consent_given_at",
     "consent_text",

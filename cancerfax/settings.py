@@ -255,6 +255,9 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 # shared cache for the rate limit to hold across them.
 SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003"]
 
+# History is for reading: a case is changed through its form, where every change is checked.
+SIMPLE_HISTORY_REVERT_DISABLED = True
+
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"
 
@@ -280,4 +283,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Django's own console handler would print each of its messages a second time.
+    "loggers": {"django": {"handlers": [], "propagate": True}},
 }

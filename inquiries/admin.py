@@ -1,6 +1,7 @@
 import hashlib
 import logging
 
+import phonenumbers
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
@@ -139,9 +140,14 @@ class NoteInline(admin.StackedInline):
 
 class DownloadInline(ReadOnlyInline):
     model = DocumentDownload
-    fields = ["document_name", "user", "downloaded_at"]
+    fields = ["document_name", "downloaded_by", "downloaded_at"]
     readonly_fields = fields
     verbose_name_plural = "document downloads"
+
+    @admin.display(description="downloaded by")
+    def downloaded_by(self, download: DocumentDownload) -> str:
+        # Plain text: coordinators may not open user accounts, so no link to one.
+        return download.user.get_username()
 
 
 class NotificationInline(ReadOnlyInline):
@@ -155,10 +161,10 @@ class NotificationInline(ReadOnlyInline):
 class InquiryAdmin(SimpleHistoryAdmin):
     list_display = [
         "reference",
-        "received_at",
+        "received",
         "patient_name",
-        "diagnosis",
-        "country",
+        "condition",
+        "country_code",
         "status",
         "assigned_to",
         "follow_up",
@@ -166,19 +172,31 @@ class InquiryAdmin(SimpleHistoryAdmin):
         "emails",
     ]
     list_filter = ["status", "diagnosis", AssignedFilter, FollowUpFilter, EmailFilter]
-    search_fields = ["=reference", "patient_name", "email"]
+    search_fields = ["reference", "patient_name", "email"]
     date_hierarchy = "received_at"
     list_select_related = ["assigned_to"]
     list_per_page = 50
-    readonly_fields = [*SUBMITTED_FIELDS, "closed_at", "workflow_history"]
+    readonly_fields = [*SUBMITTED_FIELDS, "phone_number", "closed_at", "workflow_history"]
     fieldsets = [
         (
             "Case handling",
-            {"fields": ["status", "closed_reason", "assigned_to", "follow_up_on"]},
+            {"fields": [("status", "closed_reason"), ("assigned_to", "follow_up_on")]},
         ),
         (
             "Sent by the family (read-only)",
-            {"fields": SUBMITTED_FIELDS},
+            {
+                "fields": [
+                    ("reference", "received_at"),
+                    ("writer", "writer_name", "acting_for_patient_confirmed"),
+                    ("patient_name", "birth_year", "country"),
+                    ("email", "phone_number", "language"),
+                    "diagnosis",
+                    "treatment_so_far",
+                    "question",
+                    ("consent_version", "consent_given_at"),
+                    "consent_text",
+                ]
+            },
         ),
         ("History", {"fields": ["closed_at", "workflow_history"]}),
     ]
@@ -212,6 +230,27 @@ class InquiryAdmin(SimpleHistoryAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Inquiries come from families through the public form, never from the admin.
         return False
+
+    @admin.display(description="received", ordering="received_at")
+    def received(self, inquiry: Inquiry) -> str:
+        return date_format(timezone.localtime(inquiry.received_at), "SHORT_DATETIME_FORMAT")
+
+    @admin.display(description="diagnosis", ordering="diagnosis")
+    def condition(self, inquiry: Inquiry) -> str:
+        # The abbreviation in brackets keeps the column narrow: "B-ALL", "CLL/SLL".
+        label = inquiry.get_diagnosis_display()
+        return label[label.rindex("(") + 1 : -1] if label.endswith(")") else label
+
+    @admin.display(description="country", ordering="country")
+    def country_code(self, inquiry: Inquiry) -> str:
+        return format_html('<abbr title="{}">{}</abbr>', inquiry.country.name, inquiry.country.code)
+
+    @admin.display(description="phone")
+    def phone_number(self, inquiry: Inquiry) -> str:
+        if not inquiry.phone:
+            return "–"
+        number = phonenumbers.parse(inquiry.phone)
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
     @admin.display(description="follow up", ordering="follow_up_on")
     def follow_up(self, inquiry: Inquiry) -> str:
@@ -264,9 +303,9 @@ class InquiryAdmin(SimpleHistoryAdmin):
             # Only a note was added: the case itself did not change, so no history entry.
             return
         changes = []
-        if "status" in form.changed_data:
+        if "status" in form.changed_data or "closed_reason" in form.changed_data:
             inquiry.closed_at = timezone.now() if inquiry.status == Inquiry.Status.CLOSED else None
-            changes.append(f"Status: {inquiry.get_status_display()}")
+            changes.append(inquiry.status_change_reason())
         if "assigned_to" in form.changed_data:
             changes.append(f"Assigned to {inquiry.assigned_to or 'nobody'}")
         if "follow_up_on" in form.changed_data:

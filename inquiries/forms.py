@@ -55,8 +55,7 @@ class InquiryForm(forms.ModelForm):
         label="Patient’s year of birth", coerce=int, empty_value=None
     )
     documents = DocumentsField(
-        label="Medical reports",
-        required=False,
+        label="Choose the files",
         widget=MultipleFileInput(attrs={"accept": ACCEPTED_TYPES}),
         error_messages={
             "empty": "One of the files you chose is empty. Please choose it again, or "
@@ -111,6 +110,7 @@ class InquiryForm(forms.ModelForm):
             "option.",
         }
         widgets = {
+            "phone": forms.TextInput(attrs={"type": "tel"}),
             "treatment_so_far": forms.Textarea(attrs={"rows": 4}),
             "question": forms.Textarea(attrs={"rows": 4}),
         }
@@ -171,6 +171,7 @@ class InquiryForm(forms.ModelForm):
         )
         self.helper = FormHelper()
         self.helper.form_tag = False
+        self.helper.disable_csrf = True  # the template's form has its own token
         self.helper.layout = Layout(
             Fieldset(
                 "About you",
@@ -278,14 +279,16 @@ class InquiryForm(forms.ModelForm):
         return cleaned
 
     def error_summary(self) -> list[tuple[str, str]]:
-        """(link target, message) for every problem, for the list at the top of the form."""
+        """(link target, message) for every problem, in the order the form shows the fields,
+        for the list at the top of the page."""
         summary = [("", message) for message in self.non_field_errors()]
-        for name, errors in self.errors.items():
-            if name == "__all__":
-                continue
+        in_page_order = [pointer.name for pointer in self.helper.layout.get_field_names()]
+        for name in sorted(
+            (name for name in self.errors if name != "__all__"), key=in_page_order.index
+        ):
             field = self[name]
             anchor = field.id_for_label or f"{field.auto_id}_0"
-            summary += [(anchor, message) for message in errors]
+            summary += [(anchor, message) for message in self.errors[name]]
         return summary
 
     def discard_documents(self) -> None:

@@ -3,6 +3,7 @@ import uuid
 from datetime import date, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
 from django.core.signals import setting_changed
 from django.db import models, transaction
@@ -187,6 +188,14 @@ class Inquiry(models.Model):
     def __str__(self) -> str:
         return self.reference
 
+    def clean(self) -> None:
+        if self.status == self.Status.CLOSED and not self.closed_reason:
+            raise ValidationError({"closed_reason": "Choose why the inquiry is closed."})
+        if self.status != self.Status.CLOSED and self.closed_reason:
+            raise ValidationError(
+                {"closed_reason": "Leave the reason empty unless the inquiry is closed."}
+            )
+
     def get_admin_url(self) -> str:
         return reverse("admin:inquiries_inquiry_change", args=[self.pk])
 
@@ -203,8 +212,13 @@ class Inquiry(models.Model):
         else:
             self.closed_reason = ""
             self.closed_at = None
-        self._change_reason = f"Status: {self.get_status_display()}"
+        self._change_reason = self.status_change_reason()
         self.save(update_fields=["status", "closed_reason", "closed_at"])
+
+    def status_change_reason(self) -> str:
+        if self.status == self.Status.CLOSED:
+            return f"Status: Closed ({self.get_closed_reason_display()})"
+        return f"Status: {self.get_status_display()}"
 
     def is_follow_up_overdue(self, today: date | None = None) -> bool:
         return (

@@ -26,7 +26,9 @@ def inquiry_rate(group, request) -> str:
 def new_inquiry(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         form = InquiryForm(initial={"submission_id": uuid.uuid4()})
-        return render(request, "inquiries/new.html", {"form": form})
+        # After "Back", the browser shows the form again, filled in: say that it was sent.
+        sent = request.session.get("inquiry_reference")
+        return render(request, "inquiries/new.html", {"form": form, "already_sent": sent})
 
     form = InquiryForm(
         request.POST, request.FILES, upload_problems=getattr(request, "upload_problems", [])

@@ -138,13 +138,14 @@ def test_status_change_in_the_form_is_recorded_and_closing_needs_a_reason(
     data.update({"status": "closed", "closed_reason": ""})
     refused = coordinator_client.post(url, data)
     assert refused.status_code == 200
-    assert "Choose a reason when you close an inquiry" in refused.content.decode()
+    assert "Choose why the inquiry is closed." in refused.content.decode()
 
     data.update({"status": "closed", "closed_reason": "no_reply"})
     assert coordinator_client.post(url, data).status_code == 302
     inquiry.refresh_from_db()
     assert inquiry.status == "closed" and inquiry.closed_at is not None
-    assert inquiry.history.latest("history_date").history_change_reason == "Status: Closed"
+    reason = inquiry.history.latest("history_date").history_change_reason
+    assert reason == "Status: Closed (No reply from the family)"
 
 
 def test_what_the_family_sent_is_read_only(coordinator_client, inquiry):

@@ -319,6 +319,25 @@ def test_the_same_form_sent_twice_makes_one_inquiry(client, documents_dir):
     assert len(mail.outbox) == 2
 
 
+def test_form_says_when_this_browser_has_already_sent_an_inquiry(client):
+    assert "You have already sent" not in client.get(FORM_URL).content.decode()
+    send(client)
+    reference = Inquiry.objects.get().reference
+    again = client.get(FORM_URL).content.decode()
+    assert f"You have already sent inquiry {reference}" in again
+
+
+def test_error_summary_follows_the_order_of_the_form(client):
+    html = send(
+        client, acting_for_patient_confirmed=None, email="nope", country=""
+    ).content.decode()
+    summary = html[
+        html.index("There is a problem") : html.index("</ul>", html.index("There is a problem"))
+    ]
+    anchors = re.findall(r'href="#(id_\w+)"', summary)
+    assert anchors == ["id_acting_for_patient_confirmed", "id_email", "id_country"]
+
+
 def test_bot_that_fills_the_hidden_field_stores_nothing(client, documents_dir, uploads_dir):
     response = send(client, website="http://spam.example")
     assert_refused(response, "Please leave this field empty.", documents_dir, uploads_dir)

@@ -53,7 +53,7 @@ def test_family_sends_reports_and_coordinator_handles_them(
     page.screenshot(path=artifacts / "inquiry-form-errors-phone.png", full_page=True)
 
     fill_in(page)
-    page.get_by_label("Medical reports").set_input_files(reports)
+    page.get_by_label("Choose the files").set_input_files(reports)
     page.get_by_label("I agree that CancerFax may store").check()
     page.get_by_role("button", name="Send my inquiry").click()
 

@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from inquiries.models import DocumentDownload, Inquiry, Note
 
 from ..sample_files import jpeg_bytes, pdf_bytes
-from .test_pages_in_chromium import axe_violations
+from .test_pages_in_chromium import axe_violations, watch_csp
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -41,6 +41,7 @@ def test_family_sends_reports_and_coordinator_handles_them(
 ):
     phone = new_context(viewport={"width": 375, "height": 812})
     page = phone.new_page()
+    csp = watch_csp(page)
     page.goto(live_server.url + "/inquiries/new/")
     assert axe_violations(page) == []
     page.screenshot(path=artifacts / "inquiry-form-phone.png", full_page=True)
@@ -70,6 +71,7 @@ def test_family_sends_reports_and_coordinator_handles_them(
     coordinator.groups.add(Group.objects.get(name="Coordinators"))
     desk = new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
     admin = desk.new_page()
+    admin_csp = watch_csp(admin)
     admin.goto(live_server.url + "/admin/")
     admin.get_by_label("Username").fill("casey")
     admin.get_by_label("Password").fill("a-long-fictional-pass")
@@ -99,6 +101,7 @@ def test_family_sends_reports_and_coordinator_handles_them(
     admin.reload()
     admin.screenshot(path=artifacts / "admin-inquiry-change.png", full_page=True)
 
+    assert csp == admin_csp == []
     inquiry.refresh_from_db()
     assert inquiry.assigned_to == coordinator
     assert Note.objects.get().author == coordinator

@@ -15,6 +15,18 @@ PAGES = {
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21aa", "wcag22aa"]
 
 
+def watch_csp(page) -> list[str]:
+    """Collects the Content-Security-Policy violations Chromium reports for this page."""
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return violations
+
+
 def axe_violations(page) -> list[str]:
     results = Axe().run(page, options={"runOnly": {"type": "tag", "values": AXE_TAGS}})
     return [
@@ -31,6 +43,7 @@ def test_page_fits_the_screen_and_passes_axe(
     width, height = SCREENS[screen]
     context = new_context(viewport={"width": width, "height": height})
     page = context.new_page()
+    csp = watch_csp(page)
     failed = []
     page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
     response = page.goto(live_server.url + PAGES[name])
@@ -42,6 +55,7 @@ def test_page_fits_the_screen_and_passes_axe(
     assert sideways <= 0, f"the page scrolls {sideways}px sideways"
     assert page.locator("h1").count() == 1
     assert axe_violations(page) == []
+    assert csp == []
 
 
 def test_a_question_opens_with_javascript_disabled(new_context, live_server, leukemia_guide):

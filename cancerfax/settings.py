@@ -137,6 +137,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "cancerfax.health.health_check_first",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "cancerfax.middleware.permissions_policy",
@@ -314,12 +315,11 @@ CSRF_COOKIE_SAMESITE = "Lax"
 
 # Behind a load balancer that terminates TLS (DJANGO_HTTPS=1): trust its X-Forwarded-Proto,
 # send every visitor to HTTPS for a year, subdomains included, and mark cookies Secure. The
-# health check stays reachable over plain HTTP, as load balancers probe it.
+# health check stays reachable over plain HTTP (it is answered before this applies).
 HTTPS = env_bool("DJANGO_HTTPS", default=False)
 if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SECURE_HSTS_SECONDS = 365 * 24 * 60 * 60
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SESSION_COOKIE_SECURE = True

@@ -130,6 +130,9 @@ class NoteInline(admin.StackedInline):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Note]:
+        return super().get_queryset(request).select_related("author")
+
     @admin.display(description="written")
     def written(self, note: Note) -> str:
         if note.pk is None:
@@ -143,6 +146,9 @@ class DownloadInline(ReadOnlyInline):
     fields = ["document_name", "downloaded_by", "downloaded_at"]
     readonly_fields = fields
     verbose_name_plural = "document downloads"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DocumentDownload]:
+        return super().get_queryset(request).select_related("user")
 
     @admin.display(description="downloaded by")
     def downloaded_by(self, download: DocumentDownload) -> str:
@@ -229,6 +235,10 @@ class InquiryAdmin(SimpleHistoryAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Inquiries come from families through the public form, never from the admin.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Deleting rows would leave files and history behind: erasure is `erase_inquiry`.
         return False
 
     @admin.display(description="received", ordering="received_at")
@@ -353,6 +363,14 @@ class InquiryAdmin(SimpleHistoryAdmin):
         level = messages.WARNING if failed else messages.SUCCESS
         self.message_user(request, f"{sent} email(s) sent, {failed} still not delivered.", level)
 
+    def _not_sent(self, request: HttpRequest, document: Document) -> HttpResponse:
+        return render(
+            request,
+            "admin/inquiries/document_damaged.html",
+            {"document": document, "title": "Document could not be verified"},
+            status=500,
+        )
+
     def get_urls(self):
         download = self.admin_site.admin_view(self.download_document)
         return [
@@ -368,19 +386,19 @@ class InquiryAdmin(SimpleHistoryAdmin):
         if not request.user.has_perm("inquiries.download_document"):
             raise PermissionDenied
         document = get_object_or_404(Document.objects.select_related("inquiry"), pk=pk)
-        storage = document.file.storage
+        try:
+            stored = document.file.storage.open(document.file.name, "rb")
+        except OSError:
+            logger.error("Document %s is missing from storage; not sent", document.pk)
+            return self._not_sent(request, document)
         digest = hashlib.sha256()
-        with storage.open(document.file.name, "rb") as stored:
-            for chunk in iter(lambda: stored.read(1024 * 1024), b""):
-                digest.update(chunk)
+        for chunk in iter(lambda: stored.read(1024 * 1024), b""):
+            digest.update(chunk)
         if digest.hexdigest() != document.sha256:
+            stored.close()
             logger.error("Document %s failed its checksum; not sent", document.pk)
-            return render(
-                request,
-                "admin/inquiries/document_damaged.html",
-                {"document": document, "title": "Document could not be verified"},
-                status=409,
-            )
+            return self._not_sent(request, document)
+        stored.seek(0)
         DocumentDownload.objects.create(
             document=document,
             document_name=document.original_name,
@@ -388,9 +406,9 @@ class InquiryAdmin(SimpleHistoryAdmin):
             user=request.user,
         )
         response = FileResponse(
-            storage.open(document.file.name, "rb"),
+            stored,
             as_attachment=True,
-            filename=document.original_name,
+            filename=document.download_name,
             content_type=document.content_type,
         )
         response["Cache-Control"] = "no-store"

@@ -8,6 +8,7 @@ import logging
 
 from django.conf import settings
 from django.core.mail import EmailMessage
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -39,8 +40,16 @@ def deliver(notification: Notification) -> bool:
     that is down must not turn a stored inquiry into an error page."""
     if notification.sent_at:
         return True
+    # Claim this attempt first, so that a retry running at the same moment (cron, the admin
+    # action) cannot send the same email twice.
+    now = timezone.now()
+    claimed = Notification.objects.filter(
+        pk=notification.pk, sent_at__isnull=True, attempts=notification.attempts
+    ).update(attempts=F("attempts") + 1, last_attempt_at=now)
+    if not claimed:
+        return False
     notification.attempts += 1
-    notification.last_attempt_at = timezone.now()
+    notification.last_attempt_at = now
     try:
         build_message(notification).send()
     except Exception as error:  # whatever the mail server did wrong is recorded, not raised
@@ -55,7 +64,7 @@ def deliver(notification: Notification) -> bool:
     else:
         notification.sent_at = timezone.now()
         notification.last_error = ""
-    notification.save(update_fields=["attempts", "last_attempt_at", "last_error", "sent_at"])
+    notification.save(update_fields=["last_error", "sent_at"])
     return notification.sent_at is not None
 
 

@@ -85,6 +85,10 @@ MESSAGES = {
     "too_many_pixels": "“{name}” is too large a picture for us to open safely (more than "
     "{limit:,} pixels). Please send a smaller copy, for example a photo taken at a lower "
     "resolution.",
+    "too_many_pages": "“{name}” has more than {limit:,} pages. Please send the parts that matter "
+    "most, or split it into smaller files.",
+    "too_complex": "“{name}” is built in an unusually complicated way that we cannot check "
+    "safely. Please copy the scan again from the hospital’s disc, or ask for a new copy.",
     "executable_preamble": "“{name}” carries something other than a scan at its start, which "
     "we do not accept for safety. Please copy the scan again from the hospital’s disc, or ask "
     "the hospital for a new copy.",
@@ -199,8 +203,10 @@ ACTIVE_ACTIONS = {
     "/GoToR",
     "/RichMediaExecute",
 }
-# A PDF with more objects in one of these trees than this is built to wear a checker out.
+# A PDF whose trees make the checker take more steps than this, or that has more pages, is
+# built to wear a checker out (a medical report has dozens of pages, not thousands).
 WALK_LIMIT = 100_000
+MAX_PDF_PAGES = 2_000
 
 
 def _checked_pdf(upload: UploadedFile, name: str) -> CheckedDocument:
@@ -208,7 +214,7 @@ def _checked_pdf(upload: UploadedFile, name: str) -> CheckedDocument:
     if problem is None and _has_script_tokens(upload.file):
         problem = "active_content"
     if problem:
-        raise _refused(problem, name)
+        raise _refused(problem, name, limit=MAX_PDF_PAGES)
     return _unchanged(upload, name, "pdf", pages)
 
 
@@ -223,9 +229,12 @@ def _read_pdf(file: IO[bytes], size: int) -> tuple[str | None, int]:
         reader = PdfReader(file)
         if reader.is_encrypted:
             return "encrypted", 0
+        declared = _resolve(_dictionary(reader.root_object.get("/Pages")).get("/Count"))
+        if not isinstance(declared, int) or declared > MAX_PDF_PAGES:
+            return ("too_many_pages" if isinstance(declared, int) else "damaged"), 0
         pages = len(reader.pages)
         # pypdf skips a page it cannot find; the page tree still says how many there are.
-        if pages != _resolve(_dictionary(reader.root_object.get("/Pages")).get("/Count")):
+        if pages != declared:
             return "damaged", pages
         return _pdf_problem(reader), pages
     except Exception:
@@ -243,17 +252,20 @@ def _pdf_problem(reader: PdfReader) -> str | None:
     if "/JavaScript" in names or "/XFA" in form:
         return "active_content"
     starts = [root.get("/OpenAction"), *_dictionary(root.get("/AA")).values()]
+    # One walk for the whole file: an array shared by every page is checked once, and the
+    # step budget counts every step, so a crafted file cannot make the check run for hours.
+    walk = Walk()
     for page in reader.pages:
         starts += _dictionary(page.get("/AA")).values()
-        for annotation in _tree(page.get("/Annots")):
+        for annotation in walk(page.get("/Annots")):
             if annotation.get("/Subtype") == "/FileAttachment":
                 return "embedded_file"
             starts += [annotation.get("/A"), *_dictionary(annotation.get("/AA")).values()]
-    for field in _tree(form.get("/Fields"), links=("/Kids",)):
+    for field in walk(form.get("/Fields"), links=("/Kids",)):
         starts += [field.get("/A"), *_dictionary(field.get("/AA")).values()]
     outline = _dictionary(root.get("/Outlines")).get("/First")
-    starts += [item.get("/A") for item in _tree(outline, links=("/First", "/Next"))]
-    for action in _tree(*starts, links=("/Next",)):
+    starts += [item.get("/A") for item in walk(outline, links=("/First", "/Next"))]
+    for action in Walk()(*starts, links=("/Next",)):
         if action.get("/S") in ACTIVE_ACTIONS or "/JS" in action:
             return "active_content"
     return None
@@ -268,23 +280,30 @@ def _dictionary(value: Any) -> DictionaryObject:
     return value if isinstance(value, DictionaryObject) else DictionaryObject()
 
 
-def _tree(*starts: Any, links: tuple[str, ...] = ()) -> Iterator[DictionaryObject]:
-    """Every dictionary in `starts`, or in arrays among them, or reached from them through
-    the keys `links`: each once, however the file loops back on itself."""
-    pending = list(starts)
-    seen: set[int] = set()
-    while pending:
-        node = _resolve(pending.pop())
-        if not isinstance(node, DictionaryObject | ArrayObject) or id(node) in seen:
-            continue
-        seen.add(id(node))
-        if len(seen) > WALK_LIMIT:
-            raise ValueError("Too many objects to check")
-        if isinstance(node, ArrayObject):
-            pending += node
-            continue
-        yield node
-        pending += [node[link] for link in links if link in node]
+class Walk:
+    """Walks a PDF's object trees: every dictionary in the starts, or in arrays among them,
+    or reached from them through the keys `links`, each once however the file loops back on
+    itself, and at most WALK_LIMIT steps in all."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.steps = 0
+
+    def __call__(self, *starts: Any, links: tuple[str, ...] = ()) -> Iterator[DictionaryObject]:
+        pending = list(starts)
+        while pending:
+            self.steps += 1
+            if self.steps > WALK_LIMIT:
+                raise ValueError("Too many objects to check")
+            node = _resolve(pending.pop())
+            if not isinstance(node, DictionaryObject | ArrayObject) or id(node) in self.seen:
+                continue
+            self.seen.add(id(node))
+            if isinstance(node, ArrayObject):
+                pending += node
+                continue
+            yield node
+            pending += [node[link] for link in links if link in node]
 
 
 def _name_pattern(name: str) -> bytes:
@@ -355,6 +374,8 @@ def _checked_dicom(upload: UploadedFile, name: str) -> CheckedDocument:
     preamble = file.read(128)
     if preamble != bytes(128) and not preamble.startswith(DICOM_PREAMBLES):
         raise _refused("executable_preamble", name)
+    if _too_many_dicom_items(file):
+        raise _refused("too_complex", name)
     file.seek(0)
     try:
         # Values over 64 KB are skipped, not read, so a large scan is never held in memory.
@@ -365,6 +386,26 @@ def _checked_dicom(upload: UploadedFile, name: str) -> CheckedDocument:
     if not readable:
         raise _refused("damaged", name)
     return _unchanged(upload, name, "dicom", None)
+
+
+# pydicom makes a Python object of every item of a sequence: a few MB of empty items would
+# take gigabytes. Real files have hundreds of items at most (the image's fragments aside,
+# which are not read).
+MAX_DICOM_ITEMS = 20_000
+DICOM_ITEM_TAGS = (b"\xfe\xff\x00\xe0", b"\xff\xfe\xe0\x00")
+
+
+def _too_many_dicom_items(file: IO[bytes]) -> bool:
+    file.seek(0)
+    count, tail = 0, b""
+    while chunk := file.read(CHUNK):
+        window = tail + chunk
+        count += sum(window.count(tag) for tag in DICOM_ITEM_TAGS)
+        # Three bytes carried over: a tag cut across two chunks is found whole, and only once.
+        tail = chunk[-3:]
+        if count > MAX_DICOM_ITEMS:
+            return True
+    return False
 
 
 def _dicom_identified(dataset: pydicom.Dataset) -> bool:

@@ -1,6 +1,8 @@
 import secrets
 import uuid
 from datetime import date, timedelta
+from functools import partial
+from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -154,6 +156,7 @@ class Inquiry(models.Model):
     # Who changed the status, the assignee or the follow-up date, and when.
     history = HistoricalRecords(
         excluded_fields=[
+            "diagnosis",
             "writer_name",
             "patient_name",
             "birth_year",
@@ -256,13 +259,20 @@ class Document(models.Model):
     def __str__(self) -> str:
         return self.original_name
 
+    @property
+    def download_name(self) -> str:
+        """The family's name for the file, with the extension of what is stored (a HEIC
+        photo is kept as JPEG)."""
+        return f"{Path(self.original_name).stem}.{self.extension}"
+
     def erase(self) -> None:
         """Remove the row, then the file once the removal is committed: a failure midway
         never leaves a row pointing at a missing file."""
         storage, name = self.file.storage, self.file.name
         with transaction.atomic():
             self.delete()
-            transaction.on_commit(lambda: storage.delete(name))
+            # Robust: one file that cannot be deleted must not keep the others.
+            transaction.on_commit(partial(storage.delete, name), robust=True)
 
 
 class DocumentDownload(models.Model):

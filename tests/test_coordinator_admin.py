@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
@@ -207,9 +208,47 @@ def test_a_damaged_file_is_not_sent(coordinator_client, inquiry, documents_dir):
     document = inquiry.documents.get()
     (documents_dir / document.file.name).write_bytes(b"changed on disk")
     response = coordinator_client.get(f"/admin/inquiries/inquiry/document/{document.pk}/download/")
-    assert response.status_code == 409
+    assert response.status_code == 500
     assert "could not be verified" in response.content.decode()
     assert DocumentDownload.objects.count() == 0
+
+
+def test_a_file_missing_from_storage_gets_a_clear_page_not_a_crash(
+    coordinator_client, inquiry, documents_dir
+):
+    document = inquiry.documents.get()
+    (documents_dir / document.file.name).unlink()
+    response = coordinator_client.get(f"/admin/inquiries/inquiry/document/{document.pk}/download/")
+    assert response.status_code == 500
+    assert "could not be verified" in response.content.decode()
+    assert DocumentDownload.objects.count() == 0
+
+
+def test_a_heic_photo_downloads_under_a_jpeg_name(coordinator_client, client, documents_dir):
+    from .sample_files import heic_bytes
+
+    send(Client(), documents=[SimpleUploadedFile("IMG_0001.HEIC", heic_bytes())])
+    document = Document.objects.get()
+    response = coordinator_client.get(f"/admin/inquiries/inquiry/document/{document.pk}/download/")
+    assert response["Content-Type"] == "image/jpeg"
+    assert 'filename="IMG_0001.jpg"' in response["Content-Disposition"]
+
+
+def test_inquiries_are_never_deleted_from_the_admin_even_by_a_superuser(admin_client, inquiry):
+    assert admin_client.get(f"{LIST_URL}{inquiry.pk}/delete/").status_code == 403
+    response = admin_client.post(
+        LIST_URL, {"action": "delete_selected", "_selected_action": [inquiry.pk]}
+    )
+    assert Inquiry.objects.filter(pk=inquiry.pk).exists()
+    assert response.status_code in (200, 302)
+
+
+def test_history_keeps_no_health_details(inquiry, coordinator):
+    inquiry.assign(to=coordinator)
+    fields = {field.name for field in Inquiry.history.model._meta.get_fields()}
+    assert "status" in fields and "assigned_to" in fields
+    for detail in ("diagnosis", "patient_name", "email", "question", "treatment_so_far"):
+        assert detail not in fields
 
 
 def test_documents_of_long_closed_inquiries_are_erased(

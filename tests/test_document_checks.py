@@ -4,6 +4,7 @@ import hashlib
 import io
 import logging
 import os
+import time
 import tracemalloc
 
 import pydicom
@@ -497,3 +498,58 @@ def test_refusal_is_logged_with_its_reason_but_not_the_name(caplog):
     assert [record.getMessage() for record in caplog.records] == [
         "Document refused (active_content), a .pdf file"
     ]
+
+
+# Files built to wear the checker out are refused quickly, in little memory
+
+
+def annotated_pdf(pages: int, references: int) -> bytes:
+    """Every page shares one /Annots array that names the same annotation many times."""
+    objects = {1: b"<< /Type /Catalog /Pages 2 0 R >>"}
+    kids = b" ".join(b"%d 0 R" % (10 + n) for n in range(pages))
+    objects[2] = b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % pages
+    objects[4] = b"[" + b"5 0 R " * references + b"]"
+    objects[5] = b"<< /Type /Annot /Subtype /Link /Rect [0 0 1 1] >>"
+    for n in range(pages):
+        objects[10 + n] = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] /Annots 4 0 R >>"
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = {}
+    for number in sorted(objects):
+        offsets[number] = out.tell()
+        out.write(b"%d 0 obj\n" % number + objects[number] + b"\nendobj\n")
+    size = max(objects) + 1
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n" % size)
+    for number in range(size):
+        out.write(
+            b"%010d 00000 n \n" % offsets[number] if number in offsets else b"0000000000 65535 f \n"
+        )
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref))
+    return out.getvalue()
+
+
+def test_a_pdf_whose_pages_share_a_huge_annotation_list_is_refused_quickly():
+    started = time.monotonic()
+    error = refusal("report.pdf", annotated_pdf(pages=200, references=99_999))
+    assert error.code == "damaged"
+    assert time.monotonic() - started < 10
+
+
+def test_a_pdf_with_thousands_of_pages_is_refused():
+    error = refusal("archive.pdf", annotated_pdf(pages=2_001, references=1))
+    assert error.code == "too_many_pages"
+    assert "more than 2,000 pages" in error.messages[0]
+
+
+def test_a_dicom_file_of_millions_of_empty_items_is_refused_without_parsing_it():
+    item = b"\xfe\xff\x00\xe0\x00\x00\x00\x00"
+    data = dicom_bytes() + b"\x40\x00\x75\x02SQ\x00\x00\xff\xff\xff\xff" + item * 500_000
+    tracemalloc.start()
+    try:
+        error = refusal("scan.dcm", data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert error.code == "too_complex"
+    assert peak < 10 * MB

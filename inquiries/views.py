@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
+from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
 
 from .forms import InquiryForm
@@ -16,13 +17,27 @@ from .tasks import send_notification
 logger = logging.getLogger(__name__)
 
 
-def inquiry_rate(group, request) -> str:
-    return settings.INQUIRY_RATE_LIMIT
+def attempt_rate(group, request) -> str:
+    """Every sending of the form counts, four times as loosely as stored inquiries: a family
+    correcting a mistake must not be locked out, a bot posting junk must."""
+    count, period = settings.INQUIRY_RATE_LIMIT.split("/")
+    return f"{int(count) * 4}/{period}"
+
+
+def too_many_inquiries(request: HttpRequest) -> bool:
+    return is_ratelimited(
+        request,
+        group="inquiries.stored",
+        key="ip",
+        rate=settings.INQUIRY_RATE_LIMIT,
+        method="POST",
+        increment=True,
+    )
 
 
 @never_cache
-@require_http_methods(["GET", "POST"])
-@ratelimit(key="ip", rate=inquiry_rate, method="POST", block=True)
+@require_http_methods(["GET", "HEAD", "POST"])
+@ratelimit(key="ip", rate=attempt_rate, method="POST", block=True)
 def new_inquiry(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         form = InquiryForm(initial={"submission_id": uuid.uuid4()})
@@ -37,6 +52,9 @@ def new_inquiry(request: HttpRequest) -> HttpResponse:
         return render(request, "inquiries/new.html", {"form": form}, status=400)
 
     already = Inquiry.objects.filter(submission_id=form.cleaned_data["submission_id"]).first()
+    if already is None and too_many_inquiries(request):
+        form.discard_documents()
+        return rate_limited(request)
     if already is None:
         try:
             inquiry = form.save()

@@ -343,6 +343,21 @@ def test_bot_that_fills_the_hidden_field_stores_nothing(client, documents_dir, u
     assert_refused(response, "Please leave this field empty.", documents_dir, uploads_dir)
 
 
+def test_a_family_correcting_mistakes_is_not_locked_out(client, settings):
+    settings.INQUIRY_RATE_LIMIT = "2/h"
+    for _ in range(3):
+        assert send(client, email="not-an-address").status_code == 400
+    assert send(client).status_code == 302
+    assert Inquiry.objects.count() == 1
+
+
+def test_a_client_posting_junk_again_and_again_is_stopped(client, settings):
+    settings.INQUIRY_RATE_LIMIT = "2/h"
+    for _ in range(8):
+        assert send(client, email="not-an-address").status_code == 400
+    assert send(client).status_code == 429
+
+
 def test_too_many_inquiries_from_one_client_get_a_friendly_429(client, settings):
     settings.INQUIRY_RATE_LIMIT = "2/h"
     assert send(client).status_code == 302

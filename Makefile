@@ -14,11 +14,12 @@ BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python3.13 |
 # Tests need a secret key because debug is off in them, as in production.
 TEST_ENV := DJANGO_SECRET_KEY=insecure-key-for-tests-only DJANGO_DEBUG=0
 
-.PHONY: help run test lint test-sqlite test-postgres test-browser-deps vendor clean
+.PHONY: help run serve test lint test-browser-deps vendor clean
 
 help:
 	@echo "make run    start the site on http://127.0.0.1:$(PORT)/ (SQLite, demo content)"
 	@echo "make test   lint, then the whole test suite on SQLite and PostgreSQL, browser tests included"
+	@echo "make serve  the production stack locally: gunicorn, debug off (needs DJANGO_SECRET_KEY)"
 
 $(VENV)/.installed: pyproject.toml
 	@$(BASE_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
@@ -37,6 +38,14 @@ run: $(VENV)/.installed
 	@echo "Coordinators' admin: http://127.0.0.1:$(PORT)/admin/ (demo account above)"
 	@echo
 	DJANGO_DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+# The production stack, locally: debug off, static files collected and served by whitenoise.
+serve: $(VENV)/.installed
+	@test -n "$$DJANGO_SECRET_KEY" || { echo "Set DJANGO_SECRET_KEY first (see README, Deploying)."; exit 1; }
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v0
+	@echo "CancerFax Guides (production stack) on http://127.0.0.1:$(PORT)/"
+	PORT=$(PORT) $(VENV)/bin/gunicorn cancerfax.wsgi:application -c gunicorn.conf.py
 
 test: lint test-browser-deps
 	$(TEST_ENV) $(PY) -m pytest

@@ -1,0 +1,20 @@
+"""gunicorn settings for `make serve` and production. Each value can be changed through the
+environment variable named beside it."""
+
+import os
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+# Two workers a core is gunicorn's own advice for a site that mostly waits on its database.
+workers = int(os.environ.get("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1)))
+worker_class = "sync"
+# Uploads of up to 100 MB from a phone on a slow line take a while to arrive.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 120))
+graceful_timeout = 30
+# Recycle workers now and then, so that a slow leak never grows without bound.
+max_requests = 2000
+max_requests_jitter = 200
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+accesslog = "-"
+errorlog = "-"
+# The access log never records query strings: an admin search could carry a patient's name.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'

@@ -16,5 +16,9 @@ max_requests_jitter = 200
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-"
 errorlog = "-"
-# The access log never records query strings: an admin search could carry a patient's name.
-access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+# One JSON object a line, like the application's logs, with the same request id. Never the
+# query string: an admin search could carry a patient's name.
+access_log_format = (
+    '{"time": "%(t)s", "logger": "access", "method": "%(m)s", "path": "%(U)s", '
+    '"status": %(s)s, "bytes": "%(B)s", "ms": %(M)s, "request_id": "%({x-request-id}o)s"}'
+)

@@ -1,6 +1,7 @@
 """The site as `make serve` runs it: gunicorn, debug off, static files from whitenoise."""
 
 import http.client
+import json
 import os
 import re
 import socket
@@ -19,8 +20,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def served(tmp_path):
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    # One server for the module: migrating and collecting static files take seconds.
+    tmp_path = tmp_path_factory.mktemp("production-stack")
     port = free_port()
     env = {
         **os.environ,
@@ -36,9 +39,9 @@ def served(tmp_path):
     for command in (["migrate"], ["collectstatic", "--noinput"]):
         subprocess.run([python, "manage.py", *command, "-v0"], cwd=ROOT, env=env, check=True)
     gunicorn = [python, "-m", "gunicorn", "cancerfax.wsgi:application", "-c", "gunicorn.conf.py"]
-    server = subprocess.Popen(
-        gunicorn, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    log = tmp_path / "server.log"
+    output = log.open("w")
+    server = subprocess.Popen(gunicorn, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
         for _ in range(100):
             try:
@@ -46,10 +49,11 @@ def served(tmp_path):
                 break
             except OSError:
                 time.sleep(0.1)
-        yield port
+        yield port, log
     finally:
         server.terminate()
         server.wait(10)
+        output.close()
 
 
 def get(port: int, path: str, **headers: str) -> http.client.HTTPResponse:
@@ -62,14 +66,28 @@ def get(port: int, path: str, **headers: str) -> http.client.HTTPResponse:
 
 
 def test_gunicorn_serves_pages_and_long_cached_compressed_static_files(served):
-    page = get(served, "/")
+    port, _ = served
+    page = get(port, "/")
     assert page.status == 200
     stylesheet = re.search(rb'href="(/static/css/site\.[0-9a-f]{12}\.css)"', page.body)
     assert stylesheet, "the page links the hashed stylesheet"
-    css = get(served, stylesheet.group(1).decode(), **{"Accept-Encoding": "br, gzip"})
+    css = get(port, stylesheet.group(1).decode(), **{"Accept-Encoding": "br, gzip"})
     assert css.status == 200
     assert css.headers["Content-Encoding"] == "br"
     assert "immutable" in css.headers["Cache-Control"]
     assert "max-age=315360000" in css.headers["Cache-Control"]
-    assert get(served, "/healthz").status == 200
-    assert get(served, "/no-such-page/").status == 404
+    assert get(port, "/healthz").status == 200
+    assert get(port, "/no-such-page/?q=Ada+Example").status == 404
+
+
+def test_access_log_is_json_without_query_strings(served):
+    port, log = served
+    get(port, "/guides/?q=Ada+Example")
+    time.sleep(0.5)
+    lines = [
+        json.loads(line) for line in log.read_text().splitlines() if '"logger": "access"' in line
+    ]
+    entry = next(line for line in lines if line["path"] == "/guides/")
+    assert entry["status"] == 200
+    assert len(entry["request_id"]) == 32
+    assert "Ada" not in log.read_text()

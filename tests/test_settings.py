@@ -88,3 +88,26 @@ def test_a_bad_value_stops_start_up_naming_the_variable(variable, value):
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert variable in result.stderr.strip().splitlines()[-1]
+
+
+PRODUCTION_ENV = {
+    "DJANGO_SECRET_KEY": "k" * 20 + "production-like-secret-for-the-check-only-0123456789",
+    "DJANGO_HTTPS": "1",
+    "DJANGO_ALLOWED_HOSTS": "guides.cancerfax.example",
+    "SITE_URL": "https://guides.cancerfax.example",
+    "EMAIL_URL": "smtp+tls://mailer:secret@smtp.example:587",
+    "DATABASE_URL": "postgres://cancerfax:secret@db.internal:5432/cancerfax",
+}
+
+
+def test_deploy_check_passes_with_the_production_environment_of_the_readme(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**BASE_ENV, **PRODUCTION_ENV, "DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout

@@ -1,7 +1,12 @@
+import logging
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+logger = logging.getLogger(__name__)
 
 
 def permissions_policy(get_response: Callable[[HttpRequest], HttpResponse]):
@@ -14,3 +19,23 @@ def permissions_policy(get_response: Callable[[HttpRequest], HttpResponse]):
         return response
 
     return middleware
+
+
+class DatabaseUnavailableMiddleware:
+    """When the database cannot be reached, every page answers a calm 503 that says nothing
+    was saved, with Retry-After, instead of a 500. Django reconnects on the next request by
+    itself, so the site recovers when the database returns."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        logger.error("Database unavailable: %s", type(exception).__name__)
+        response = render(request, "503.html", status=503)
+        response["Retry-After"] = "30"
+        return response

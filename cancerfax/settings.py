@@ -152,6 +152,7 @@ MIDDLEWARE = [
     "simple_history.middleware.HistoryRequestMiddleware",
     # Turns a refusal by the rate limit into RATELIMIT_VIEW's friendly 429 page.
     "django_ratelimit.middleware.RatelimitMiddleware",
+    "cancerfax.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "cancerfax.urls"

@@ -1,8 +1,10 @@
 import math
 import re
+import time
 from datetime import date
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
@@ -27,6 +29,19 @@ def cited_keys(text: str) -> list[str]:
 def strip_citations(text: str) -> str:
     """The text as plain words, for search engines and word counts."""
     return re.sub(r"\s*" + CITATION.pattern, "", text)
+
+
+CONTENT_VERSION_KEY = "guides:content-version"
+
+
+def content_version() -> int:
+    """A number that changes whenever any part of any guide (or a service) is saved or
+    deleted: cached guide pages are keyed by it, so an editor's change shows at once."""
+    return cache.get_or_set(CONTENT_VERSION_KEY, time.time_ns, timeout=None)
+
+
+def content_changed(**kwargs) -> None:
+    cache.set(CONTENT_VERSION_KEY, time.time_ns(), timeout=None)
 
 
 class GuideQuerySet(models.QuerySet):

@@ -1,12 +1,18 @@
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
-from django.shortcuts import get_object_or_404, render
+from django.core.cache import cache
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
+from django.utils.http import http_date, quote_etag
 from django.views.decorators.gzip import gzip_page
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import condition, require_safe
 
-from .models import Guide, Service
+from .models import Guide, Service, content_version
 
 # Public pages are compressed here: they hold no secret and echo nothing a visitor sends, so
 # compression cannot leak anything (BREACH). Pages with personal data are never compressed.
@@ -30,14 +36,59 @@ def guide_list(request: HttpRequest) -> HttpResponse:
 
 @gzip_page
 @require_safe
+@condition(
+    etag_func=lambda request, slug: _page_etag(request, slug),
+    last_modified_func=lambda request, slug: _page_modified(request, slug),
+)
 def guide_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    guide = get_object_or_404(Guide.objects.published().with_content(), slug=slug)
-    context = {
-        "guide": guide,
-        "citations": {reference.key: reference for reference in guide.references.all()},
-        "services": Service.objects.all(),
-    }
-    return render(request, "guides/guide_detail.html", context)
+    page = cached_guide_page(request, slug)
+    if page is None:
+        raise Http404("No published guide here")
+    response = HttpResponse(page.html)
+    response["ETag"] = page.etag
+    response["Last-Modified"] = http_date(page.modified.timestamp())
+    response["Cache-Control"] = "public, max-age=0, must-revalidate"
+    return response
+
+
+@dataclass(frozen=True)
+class GuidePage:
+    html: str
+    etag: str
+    modified: datetime
+
+
+def cached_guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
+    """The rendered page, from the cache while no part of any guide has changed since."""
+    version = content_version()
+    key = f"guide-page:{slug}:{version}"
+    page = cache.get(key)
+    if page is None:
+        guide = Guide.objects.published().with_content().filter(slug=slug).first()
+        if guide is None:
+            return None
+        context = {
+            "guide": guide,
+            "citations": {reference.key: reference for reference in guide.references.all()},
+            "services": Service.objects.all(),
+        }
+        html = render_to_string("guides/guide_detail.html", context, request=request)
+        # A change to any part bumps the version, not the guide's own date: the page is as
+        # new as the later of the two.
+        changed = datetime.fromtimestamp(version / 1e9, tz=UTC)
+        page = GuidePage(html, quote_etag(f"{slug}-{version}"), max(guide.updated_at, changed))
+        cache.set(key, page, timeout=24 * 60 * 60)
+    return page
+
+
+def _page_etag(request: HttpRequest, slug: str) -> str | None:
+    page = cached_guide_page(request, slug)
+    return page.etag if page else None
+
+
+def _page_modified(request: HttpRequest, slug: str) -> datetime | None:
+    page = cached_guide_page(request, slug)
+    return page.modified if page else None
 
 
 @require_safe

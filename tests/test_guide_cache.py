@@ -1,0 +1,66 @@
+"""Guide pages are served from the cache, and an editor's change shows at once."""
+
+import time
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from .test_guide_admin import change_guide
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_second_reader_is_served_without_touching_the_database(client, leukemia_guide):
+    url = leukemia_guide.get_absolute_url()
+    first = client.get(url)
+    with CaptureQueriesContext(connection) as queries:
+        second = client.get(url)
+    assert second.status_code == 200
+    assert second.content == first.content
+    assert len(queries) == 0
+
+
+def test_an_edit_in_the_admin_shows_at_once(admin_client, client, leukemia_guide):
+    url = leukemia_guide.get_absolute_url()
+    client.get(url)
+    faq = leukemia_guide.faqs.first()
+    position = list(leukemia_guide.faqs.all()).index(faq)
+    change_guide(
+        admin_client, leukemia_guide, **{f"faqs-{position}-answer": "A newly checked answer."}
+    )
+    assert "A newly checked answer." in client.get(url).content.decode()
+
+
+def test_a_change_to_any_part_outside_the_admin_shows_at_once(client, leukemia_guide):
+    url = leukemia_guide.get_absolute_url()
+    client.get(url)
+    product = leukemia_guide.products.get(brand_name="Kymriah")
+    product.indication = "Changed from the shell."
+    product.save()
+    assert "Changed from the shell." in client.get(url).content.decode()
+    leukemia_guide.faqs.first().delete()
+    assert client.get(url).content.decode().count('<details class="faq">') == 11
+
+
+def test_responses_carry_etag_and_last_modified_and_answer_304(client, leukemia_guide):
+    url = leukemia_guide.get_absolute_url()
+    response = client.get(url)
+    assert response["ETag"]
+    assert response["Last-Modified"]
+    assert client.get(url, HTTP_IF_NONE_MATCH=response["ETag"]).status_code == 304
+    assert client.get(url, HTTP_IF_MODIFIED_SINCE=response["Last-Modified"]).status_code == 304
+    time.sleep(1.1)  # HTTP dates count whole seconds
+    faq = leukemia_guide.faqs.first()
+    faq.answer = "A newly checked answer."
+    faq.save()
+    assert client.get(url, HTTP_IF_NONE_MATCH=response["ETag"]).status_code == 200
+    assert client.get(url, HTTP_IF_MODIFIED_SINCE=response["Last-Modified"]).status_code == 200
+
+
+def test_an_unpublished_guide_is_not_served_from_the_cache(client, leukemia_guide):
+    url = leukemia_guide.get_absolute_url()
+    client.get(url)
+    leukemia_guide.published = False
+    leukemia_guide.save()
+    assert client.get(url).status_code == 404

@@ -268,7 +268,18 @@ if not re.fullmatch(r"\d+/\d*[smhd]", INQUIRY_RATE_LIMIT):
 RATELIMIT_VIEW = "inquiries.views.rate_limited"
 CSRF_FAILURE_VIEW = "inquiries.views.csrf_failure"
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Local memory by default; with REDIS_URL (redis://host:6379/0) Django's own Redis backend,
+# shared by every app server, so that cached pages and the rate limit hold across them.
+REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(
+        f"REDIS_URL must start with redis:// or rediss:// (got {REDIS_URL[:10]!r})."
+    )
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
 SILENCED_SYSTEM_CHECKS = [
     # One process counts on its own with the local-memory cache; several app servers need a
     # shared cache for the rate limit to hold across them.

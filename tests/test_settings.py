@@ -15,7 +15,8 @@ from django.conf import settings
 django.setup()
 db = settings.DATABASES["default"]
 print(json.dumps({"debug": settings.DEBUG, "engine": db["ENGINE"], "name": str(db["NAME"]),
-                  "host": db.get("HOST"), "port": db.get("PORT"), "hosts": settings.ALLOWED_HOSTS}))
+                  "host": db.get("HOST"), "port": db.get("PORT"), "hosts": settings.ALLOWED_HOSTS,
+                  "cache": settings.CACHES["default"]["BACKEND"]}))
 """
 
 BASE_ENV = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "cancerfax.settings"}
@@ -64,6 +65,12 @@ def test_database_url_selects_postgresql():
     assert (shown["name"], shown["host"], shown["port"]) == ("cancerfax", "db.example", 6543)
 
 
+def test_cache_is_local_memory_unless_redis_url_is_set():
+    assert settings_with(DJANGO_SECRET_KEY="k")["cache"].endswith("LocMemCache")
+    shown = settings_with(DJANGO_SECRET_KEY="k", REDIS_URL="redis://cache.internal:6379/0")
+    assert shown["cache"] == "django.core.cache.backends.redis.RedisCache"
+
+
 def test_allowed_hosts_are_read_as_a_comma_separated_list():
     shown = settings_with(DJANGO_SECRET_KEY="k", DJANGO_ALLOWED_HOSTS="guides.example, www.example")
     assert shown["hosts"] == ["guides.example", "www.example"]
@@ -81,6 +88,7 @@ def test_allowed_hosts_are_read_as_a_comma_separated_list():
         ("INQUIRY_RATE_LIMIT", "lots"),
         ("EMAIL_URL", "imap://mail.example"),
         ("DOCUMENT_MAX_MB", "-3"),
+        ("REDIS_URL", "memcached://cache"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(variable, value):

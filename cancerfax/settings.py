@@ -132,6 +132,7 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "django_countries",
     "simple_history",
+    "axes",
     "guides",
     "inquiries",
 ]
@@ -153,7 +154,22 @@ MIDDLEWARE = [
     # Turns a refusal by the rate limit into RATELIMIT_VIEW's friendly 429 page.
     "django_ratelimit.middleware.RatelimitMiddleware",
     "cancerfax.middleware.DatabaseUnavailableMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# django-axes checks every sign-in first and locks a username at one address out after
+# repeated failures; Django's own backend then checks the password.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("LOGIN_LOCKOUT_MINUTES", 30) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "cancerfax.urls"
 WSGI_APPLICATION = "cancerfax.wsgi.application"

@@ -293,7 +293,7 @@ def test_demo_data_gives_a_newcomer_cases_to_work_on(settings, client):
     assert Inquiry.objects.count() == 3
     assert Document.objects.count() == 6
     assert "password “demo-coordinator-2026”" in out.getvalue()
-    assert client.login(username="coordinator", password="demo-coordinator-2026")
+    client.post("/admin/login/", {"username": "coordinator", "password": "demo-coordinator-2026"})
     assert "Ada Example" in client.get(LIST_URL).content.decode()
 
 

@@ -1,3 +1,4 @@
+import ipaddress
 import logging
 from collections.abc import Callable
 
@@ -39,3 +40,14 @@ class DatabaseUnavailableMiddleware:
         response = render(request, "503.html", status=503)
         response["Retry-After"] = "30"
         return response
+
+
+def client_address(request: HttpRequest) -> str:
+    """The visitor's address behind our load balancer: the last X-Forwarded-For entry, the
+    one the load balancer appended itself (earlier entries are whatever the client claimed).
+    Used only with DJANGO_HTTPS, that is behind the load balancer."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
+    try:
+        return str(ipaddress.ip_address(forwarded))
+    except ValueError:
+        return request.META["REMOTE_ADDR"]

@@ -358,6 +358,8 @@ if HTTPS:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    # Every request comes from the load balancer: count the rate limit per visitor instead.
+    RATELIMIT_IP_META_KEY = "cancerfax.middleware.client_address"
 
 LOGGING = {
     "version": 1,

@@ -433,3 +433,19 @@ def test_privacy_notice_explains_retention_and_erasure(client, settings):
     html = client.get("/inquiries/privacy/").content.decode()
     assert "after 180 days" in html
     assert "delete" in html
+
+
+def test_behind_the_load_balancer_each_visitor_has_their_own_limit(client, settings):
+    settings.RATELIMIT_IP_META_KEY = "cancerfax.middleware.client_address"
+    settings.INQUIRY_RATE_LIMIT = "1/h"
+
+    def send_from(address: str, claimed: str = ""):
+        forwarded = f"{claimed}, {address}" if claimed else address
+        data = {**form_data(), "documents": [pdf()]}
+        return client.post(FORM_URL, data, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=forwarded)
+
+    assert send_from("198.51.100.1").status_code == 302
+    assert send_from("198.51.100.2").status_code == 302
+    assert send_from("198.51.100.1").status_code == 429
+    # What a client claims before the load balancer's entry does not give a new allowance.
+    assert send_from("198.51.100.2", claimed="192.0.2.77").status_code == 429

@@ -4,7 +4,7 @@ import logging
 import phonenumbers
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import filesizeformat
@@ -220,18 +220,7 @@ class InquiryAdmin(SimpleHistoryAdmin):
         css = {"all": ["css/admin.css"]}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Inquiry]:
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                document_count=Count("documents", distinct=True),
-                undelivered_count=Count(
-                    "notifications",
-                    filter=Q(notifications__sent_at__isnull=True),
-                    distinct=True,
-                ),
-            )
-        )
+        return super().get_queryset(request).with_counts()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Inquiries come from families through the public form, never from the admin.
@@ -314,7 +303,7 @@ class InquiryAdmin(SimpleHistoryAdmin):
             return
         changes = []
         if "status" in form.changed_data or "closed_reason" in form.changed_data:
-            inquiry.closed_at = timezone.now() if inquiry.status == Inquiry.Status.CLOSED else None
+            inquiry.stamp_closing()
             changes.append(inquiry.status_change_reason())
         if "assigned_to" in form.changed_data:
             changes.append(f"Assigned to {inquiry.assigned_to or 'nobody'}")

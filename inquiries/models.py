@@ -90,8 +90,14 @@ class InquiryQuerySet(models.QuerySet):
     def follow_up_overdue(self, today: date | None = None) -> "InquiryQuerySet":
         return self.open().filter(follow_up_on__lt=today or timezone.localdate())
 
-    def with_document_count(self) -> "InquiryQuerySet":
-        return self.annotate(document_count=Count("documents"))
+    def with_counts(self) -> "InquiryQuerySet":
+        """Documents and undelivered emails per inquiry, in the same query (admin list)."""
+        return self.annotate(
+            document_count=Count("documents", distinct=True),
+            undelivered_count=Count(
+                "notifications", filter=Q(notifications__sent_at__isnull=True), distinct=True
+            ),
+        )
 
     def closed_before(self, moment) -> "InquiryQuerySet":
         return self.filter(status=Inquiry.Status.CLOSED, closed_at__lt=moment)
@@ -202,21 +208,21 @@ class Inquiry(models.Model):
     def get_admin_url(self) -> str:
         return reverse("admin:inquiries_inquiry_change", args=[self.pk])
 
-    def assign(self, to, by=None) -> None:
+    def assign(self, to) -> None:
         self.assigned_to = to
         self._change_reason = f"Assigned to {to.get_username()}" if to else "Unassigned"
         self.save(update_fields=["assigned_to"])
 
     def set_status(self, status: str, reason: str = "") -> None:
         self.status = status
-        if status == self.Status.CLOSED:
-            self.closed_reason = reason
-            self.closed_at = timezone.now()
-        else:
-            self.closed_reason = ""
-            self.closed_at = None
+        self.closed_reason = reason if status == self.Status.CLOSED else ""
+        self.stamp_closing()
         self._change_reason = self.status_change_reason()
         self.save(update_fields=["status", "closed_reason", "closed_at"])
+
+    def stamp_closing(self) -> None:
+        """Records when the inquiry was closed (retention counts from then), or clears it."""
+        self.closed_at = timezone.now() if self.status == self.Status.CLOSED else None
 
     def status_change_reason(self) -> str:
         if self.status == self.Status.CLOSED:

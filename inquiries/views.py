@@ -12,7 +12,7 @@ from django_ratelimit.decorators import ratelimit
 
 from .forms import InquiryForm
 from .models import Inquiry
-from .tasks import send_notification
+from .tasks import queue_emails
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +75,7 @@ def new_inquiry(request: HttpRequest) -> HttpResponse:
             return render(request, "inquiries/new.html", {"form": form}, status=503)
         else:
             logger.info("Inquiry %s received", inquiry.reference)
-            for notification in inquiry.notifications.all():
-                send_notification.enqueue(notification.pk)
+            queue_emails(inquiry)
     if already is not None:
         form.discard_documents()
         inquiry = already

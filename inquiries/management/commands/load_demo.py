@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from inquiries.forms import InquiryForm
 from inquiries.models import Inquiry
-from inquiries.tasks import send_notification
+from inquiries.tasks import queue_emails
 
 DEMO_USERNAME = "coordinator"
 DEMO_PASSWORD = "demo-coordinator-2026"  # noqa: S105 - printed for newcomers, debug only
@@ -131,8 +131,7 @@ class Command(BaseCommand):
             if not form.is_valid():
                 raise CommandError(f"Demo inquiry for {name} is invalid: {form.errors.as_text()}")
             inquiry = form.save()
-            for notification in inquiry.notifications.all():
-                send_notification.enqueue(notification.pk)
+            queue_emails(inquiry)
             created += 1
         self.stdout.write(f"Demo data: {created} new fictional inquiries.")
         self.stdout.write(

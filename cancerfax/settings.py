@@ -120,7 +120,8 @@ if not SITE_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured(f"SITE_URL must start with http:// or https:// (got {SITE_URL!r}).")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin, with the coordinators' site (two-factor sign-in) as its default.
+    "cancerfax.apps.CoordinationAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -133,6 +134,8 @@ INSTALLED_APPS = [
     "django_countries",
     "simple_history",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "guides",
     "inquiries",
 ]
@@ -148,6 +151,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Tells whether this session also passed the second factor (request.user.is_verified()).
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
@@ -170,6 +175,14 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 AXES_VERBOSE = False
+
+# Staff sign in with a password and a six-digit code from an authenticator app (TOTP). On
+# by default whenever debug is off; STAFF_TWO_FACTOR=0 turns it off for development only.
+STAFF_TWO_FACTOR = env_bool("STAFF_TWO_FACTOR", default=not DEBUG)
+# The name an authenticator app shows beside the codes.
+OTP_TOTP_ISSUER = "CancerFax coordination"
+# Authenticator keys are never shown again in the admin once set.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 ROOT_URLCONF = "cancerfax.urls"
 WSGI_APPLICATION = "cancerfax.wsgi.application"
@@ -358,8 +371,10 @@ if HTTPS:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    # Every request comes from the load balancer: count the rate limit per visitor instead.
+    # Every request comes from the load balancer: count the rate limit and lock sign-ins
+    # out per visitor instead, by the address the load balancer saw.
     RATELIMIT_IP_META_KEY = "cancerfax.middleware.client_address"
+    AXES_CLIENT_IP_CALLABLE = "cancerfax.middleware.client_address"
 
 LOGGING = {
     "version": 1,

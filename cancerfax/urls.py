@@ -5,12 +5,6 @@ from django.urls import include, path
 from guides import views as guide_views
 from guides.sitemaps import sitemaps
 
-admin.site.site_header = "CancerFax coordination"
-admin.site.site_title = "CancerFax admin"
-admin.site.index_title = "Administration"
-# The sidebar only repeats the few links of the index, and costs the lists their width.
-admin.site.enable_nav_sidebar = False
-
 urlpatterns = [
     path("", guide_views.home, name="home"),
     path("guides/", include("guides.urls")),

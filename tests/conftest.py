@@ -1,3 +1,4 @@
+import base64
 import os
 from datetime import date, timedelta
 from pathlib import Path
@@ -5,6 +6,9 @@ from pathlib import Path
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from guides.models import (
     BalancePoint,
@@ -48,6 +52,29 @@ def _test_storage(settings, tmp_path):
 def _fresh_cache():
     # The rate limit counts in the cache; every test starts with a clean count.
     cache.clear()
+
+
+def sign_in_with_second_factor(client, user) -> TOTPDevice:
+    """Signs a staff member in as production requires: a password session that has also
+    passed a code from a confirmed authenticator (the sign-in steps have tests of their own)."""
+    client.force_login(user)
+    device = TOTPDevice.objects.create(user=user, name="Test phone", confirmed=True)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return device
+
+
+def code_from_typed_key(typed_key: str) -> str:
+    """What an authenticator app shows now, given the key typed into it by hand."""
+    key = typed_key.replace(" ", "")
+    return f"{TOTP(base64.b32decode(key + '=' * (-len(key) % 8))).token():06d}"
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    sign_in_with_second_factor(client, admin_user)
+    return client
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ django.setup()
 db = settings.DATABASES["default"]
 print(json.dumps({"debug": settings.DEBUG, "engine": db["ENGINE"], "name": str(db["NAME"]),
                   "host": db.get("HOST"), "port": db.get("PORT"), "hosts": settings.ALLOWED_HOSTS,
-                  "cache": settings.CACHES["default"]["BACKEND"]}))
+                  "cache": settings.CACHES["default"]["BACKEND"],
+                  "two_factor": settings.STAFF_TWO_FACTOR}))
 """
 
 BASE_ENV = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "cancerfax.settings"}
@@ -55,6 +56,12 @@ def test_a_secret_key_is_required_when_debug_is_off():
 
 def test_debug_runs_without_a_secret_key():
     assert settings_with(DJANGO_DEBUG="1")["debug"] is True
+
+
+def test_staff_need_a_second_factor_unless_debug_is_on_or_it_is_switched_off():
+    assert settings_with(DJANGO_SECRET_KEY="k")["two_factor"] is True
+    assert settings_with(DJANGO_DEBUG="1")["two_factor"] is False
+    assert settings_with(DJANGO_SECRET_KEY="k", STAFF_TWO_FACTOR="0")["two_factor"] is False
 
 
 def test_database_url_selects_postgresql():
@@ -119,3 +126,24 @@ def test_deploy_check_passes_with_the_production_environment_of_the_readme(tmp_p
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "warning"),
+    [
+        ("STAFF_TWO_FACTOR", "0", "cancerfax.W001"),
+        ("EMAIL_URL", "console:", "cancerfax.W002"),
+        ("SITE_URL", "http://guides.cancerfax.example", "cancerfax.W003"),
+    ],
+)
+def test_deploy_check_fails_on_a_setting_meant_for_a_laptop(tmp_path, variable, value, warning):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**BASE_ENV, **PRODUCTION_ENV, "DATA_DIR": str(tmp_path), variable: value},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert warning in result.stderr

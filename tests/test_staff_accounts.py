@@ -1,9 +1,21 @@
-"""Coordinators' accounts guard health data: strong hashing, sessions that end when idle."""
+"""Coordinators' accounts guard health data: strong hashing, sessions that end when idle,
+a pause after repeated wrong passwords, and a code from an authenticator app."""
+
+import base64
+import re
+import time
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from .conftest import sign_in_with_second_factor
 
 pytestmark = pytest.mark.django_db
+
+TWO_FACTOR_URL = "/admin/two-factor/"
 
 
 def test_passwords_are_hashed_with_argon2():
@@ -12,8 +24,8 @@ def test_passwords_are_hashed_with_argon2():
 
 
 def test_a_staff_session_expires_after_thirty_idle_minutes(client):
-    User.objects.create_user("casey", password="a-long-fictional-pass", is_staff=True)
-    client.post("/admin/login/", {"username": "casey", "password": "a-long-fictional-pass"})
+    user = User.objects.create_user("casey", password="a-long-fictional-pass", is_staff=True)
+    sign_in_with_second_factor(client, user)
     response = client.get("/admin/")
     assert response.status_code == 200
     cookie = response.cookies["sessionid"]
@@ -42,8 +54,134 @@ def test_repeated_wrong_passwords_lock_the_account_out_for_a_while(client, setti
     assert client.get("/admin/").status_code == 302
 
 
-def test_a_right_password_after_a_few_mistakes_signs_in(client):
+def test_a_right_password_after_a_few_mistakes_goes_on_to_the_code(client):
     User.objects.create_user("casey", password="a-long-fictional-pass", is_staff=True)
     sign_in(client, "wrong-guess")
-    assert sign_in(client, "a-long-fictional-pass").status_code == 302
+    response = sign_in(client, "a-long-fictional-pass")
+    assert response.status_code == 302
+    assert response.url.startswith(TWO_FACTOR_URL)
+
+
+def code_at(device: TOTPDevice, moment: float | None = None) -> str:
+    """The code the coordinator's phone would show (now, or at another moment)."""
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    totp.time = time.time() if moment is None else moment
+    return f"{totp.token():06d}"
+
+
+def send_code(client, code: str, next_url: str = "/admin/"):
+    return client.post(f"{TWO_FACTOR_URL}?next={next_url}", {"code": code, "next": next_url})
+
+
+@pytest.fixture
+def casey(db) -> User:
+    return User.objects.create_user("casey", password="a-long-fictional-pass", is_staff=True)
+
+
+def test_a_password_alone_does_not_open_the_admin(client, casey):
+    response = sign_in(client, "a-long-fictional-pass")
+    assert response.url == f"{TWO_FACTOR_URL}?next=%2Fadmin%2F"
+    assert client.get("/admin/").status_code == 302
+    assert client.get("/admin/inquiries/inquiry/").url.startswith("/admin/login/")
+    # The sign-in page sends a half-signed-in coordinator on to the code, not round again.
+    assert client.get("/admin/login/").url.startswith(TWO_FACTOR_URL)
+
+
+def test_the_first_sign_in_sets_up_the_authenticator_app(client, casey):
+    sign_in(client, "a-long-fictional-pass")
+    page = client.get(f"{TWO_FACTOR_URL}?next=/admin/").content.decode()
+    assert "Set up your authenticator app" in page
+    assert '<figure class="two-factor-qr"' in page and "</svg></figure>" in page
+    device = TOTPDevice.objects.get(user=casey)
+    assert device.confirmed is False
+    # The key to type by hand is the device's own secret, in base32 as apps take it.
+    typed = re.search(r'class="two-factor-key">([A-Z2-7 ]+)<', page).group(1)
+    typed = typed.replace(" ", "")
+    assert base64.b32decode(typed + "=" * (-len(typed) % 8)) == device.bin_key
+
+    response = send_code(client, code_at(device))
+    assert response.status_code == 302 and response.url == "/admin/"
+    assert client.get("/admin/").status_code == 200
+    device.refresh_from_db()
+    assert device.confirmed is True
+
+
+def test_later_sign_ins_ask_for_the_code_only(client, casey):
+    device = TOTPDevice.objects.create(user=casey, name="Phone", confirmed=True)
+    sign_in(client, "a-long-fictional-pass")
+    page = client.get(TWO_FACTOR_URL).content.decode()
+    assert "Type your code" in page
+    assert "two-factor-qr" not in page and "two-factor-key" not in page
+    assert send_code(client, code_at(device)).url == "/admin/"
+    assert TOTPDevice.objects.filter(user=casey).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("12345", "Please type the six digits your app shows"),
+        ("abcdef", "Please type the six digits your app shows"),
+        (None, "That code did not match"),
+    ],
+)
+def test_a_wrong_code_is_refused_politely(client, casey, typed, message):
+    device = TOTPDevice.objects.create(user=casey, name="Phone", confirmed=True)
+    sign_in(client, "a-long-fictional-pass")
+    # A code from ten minutes ahead: well formed, but not valid now.
+    response = send_code(client, typed or code_at(device, time.time() + 600))
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert client.get("/admin/").status_code == 302
+
+
+def test_the_right_code_after_a_wrong_one_waits_for_the_pause(client, casey, settings):
+    settings.OTP_TOTP_THROTTLE_FACTOR = 60  # a pause long enough to see, even on a slow test run
+    device = TOTPDevice.objects.create(user=casey, name="Phone", confirmed=True)
+    sign_in(client, "a-long-fictional-pass")
+    send_code(client, code_at(device, time.time() + 600))
+    response = send_code(client, code_at(device))
+    assert "please wait" in response.content.decode()
+    assert client.get("/admin/").status_code == 302
+    device.refresh_from_db()
+    assert device.throttling_failure_count == 1
+
+
+def test_a_code_works_once_only(casey):
+    device = TOTPDevice.objects.create(user=casey, name="Phone", confirmed=True)
+    first, second = Client(), Client()
+    code = code_at(device)
+    for browser in (first, second):
+        sign_in(browser, "a-long-fictional-pass")
+    assert send_code(first, code).status_code == 302
+    # Someone who watched the code being typed cannot use it again.
+    assert "That code did not match" in send_code(second, code).content.decode()
+    assert second.get("/admin/").status_code == 302
+
+
+def test_the_page_asked_for_is_kept_and_other_sites_are_not(client, casey):
+    device = TOTPDevice.objects.create(user=casey, name="Phone", confirmed=True)
+    response = client.post(
+        "/admin/login/?next=/admin/inquiries/inquiry/",
+        {"username": "casey", "password": "a-long-fictional-pass"},
+    )
+    assert response.url == f"{TWO_FACTOR_URL}?next=%2Fadmin%2Finquiries%2Finquiry%2F"
+    assert send_code(client, code_at(device), "/admin/inquiries/inquiry/").url == (
+        "/admin/inquiries/inquiry/"
+    )
+    client.logout()
+    sign_in(client, "a-long-fictional-pass")
+    later = code_at(device, time.time() + device.step)  # the first code is spent
+    assert send_code(client, later, "https://phishing.example/").url == "/admin/"
+
+
+def test_the_code_page_is_only_for_staff_who_gave_their_password(client):
+    assert client.get(TWO_FACTOR_URL).url.startswith("/admin/login/")
+    client.force_login(User.objects.create_user("pat", password="another-fictional-pass"))
+    assert client.get(TWO_FACTOR_URL).url.startswith("/admin/login/")
+    assert TOTPDevice.objects.count() == 0
+
+
+def test_two_factor_can_be_switched_off_for_development(client, casey, settings):
+    settings.STAFF_TWO_FACTOR = False
+    assert sign_in(client, "a-long-fictional-pass").url == "/admin/"
     assert client.get("/admin/").status_code == 200

@@ -1,0 +1,172 @@
+"""The coordinators' admin site: a password, then a six-digit code from an authenticator app.
+
+A stolen or guessed password alone must not open families' medical records, so with
+STAFF_TWO_FACTOR (on whenever debug is off) the admin lets a staff member in only once this
+session has also passed a TOTP code (django-otp). The first sign-in sets the app up.
+"""
+
+import base64
+import io
+import logging
+import math
+import re
+
+import django_otp
+import segno
+from django import forms
+from django.conf import settings
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.views.decorators.cache import never_cache
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+logger = logging.getLogger(__name__)
+
+
+def awaits_second_factor(request: HttpRequest) -> bool:
+    """Signed in with a password, as staff, but not yet with a code."""
+    user = request.user
+    # OTPMiddleware gives the user is_verified(); a user signed in during this very request
+    # has not met the middleware, and has passed no code yet.
+    verified = getattr(user, "is_verified", lambda: False)()
+    return settings.STAFF_TWO_FACTOR and user.is_active and user.is_staff and not verified
+
+
+class SecondFactorForm(forms.Form):
+    # Rendered by hand in admin/two_factor.html, for the one-time-code hints phones use.
+    code = forms.CharField(label="Six-digit code", max_length=20)
+
+    def __init__(self, device: TOTPDevice, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.device = device
+
+    def clean_code(self) -> str:
+        # Apps show the code as "123 456"; people type it either way.
+        code = re.sub(r"[\s-]", "", self.cleaned_data["code"])
+        if not re.fullmatch(r"\d{6}", code):
+            raise ValidationError("Please type the six digits your app shows, with no letters.")
+        # Locked, so that two requests cannot both spend the same code or both escape the
+        # pause that follows wrong codes; committed before any error, so a wrong code counts.
+        with transaction.atomic():
+            device = TOTPDevice.objects.select_for_update().get(pk=self.device.pk)
+            allowed, why = device.verify_is_allowed()
+            matched = allowed and device.verify_token(code)
+        if not allowed:
+            wait = (why or {}).get("locked_until", timezone.now()) - timezone.now()
+            seconds = max(1, math.ceil(wait.total_seconds()))
+            raise ValidationError(
+                f"There were several wrong codes, so please wait {seconds} "
+                f"second{'' if seconds == 1 else 's'}, "
+                "then type the code your app shows at that moment."
+            )
+        if not matched:
+            raise ValidationError(
+                "That code did not match. Codes change every 30 seconds: please type the one "
+                "your app shows now. If it still fails, check that the phone's clock is right."
+            )
+        self.device = device
+        return code
+
+
+def authenticator_for(user) -> tuple[TOTPDevice, bool]:
+    """The user's confirmed authenticator, or one being set up (and True)."""
+    confirmed = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if confirmed:
+        return confirmed, False
+    pending = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    return pending or TOTPDevice.objects.create(
+        user=user, name="Authenticator app", confirmed=False
+    ), True
+
+
+def qr_code_svg(device: TOTPDevice) -> str:
+    out = io.BytesIO()
+    # A white border and background, so that phones read it in the admin's dark theme too.
+    segno.make(device.config_url, error="m").save(
+        out, kind="svg", xmldecl=False, omitsize=True, scale=5, border=4, light="#fff", dark="#000"
+    )
+    return out.getvalue().decode().strip()
+
+
+def key_for_typing(device: TOTPDevice) -> str:
+    """The secret as authenticator apps take it by hand: base32, in groups of four."""
+    key = base64.b32encode(device.bin_key).decode().rstrip("=")
+    return " ".join(key[i : i + 4] for i in range(0, len(key), 4))
+
+
+class CoordinationSite(admin.AdminSite):
+    site_header = "CancerFax coordination"
+    site_title = "CancerFax admin"
+    index_title = "Administration"
+    # The sidebar only repeats the few links of the index, and costs the lists their width.
+    enable_nav_sidebar = False
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        return super().has_permission(request) and not awaits_second_factor(request)
+
+    def _next_url(self, request: HttpRequest) -> str:
+        wanted = request.POST.get("next") or request.GET.get("next") or ""
+        if url_has_allowed_host_and_scheme(
+            wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            return wanted
+        return reverse("admin:index", current_app=self.name)
+
+    def _to_second_factor(self, request: HttpRequest) -> HttpResponseRedirect:
+        url = reverse("admin:two_factor", current_app=self.name)
+        return HttpResponseRedirect(f"{url}?{urlencode({'next': self._next_url(request)})}")
+
+    @method_decorator(never_cache)
+    def login(self, request: HttpRequest, extra_context=None) -> HttpResponse:
+        if awaits_second_factor(request):
+            return self._to_second_factor(request)
+        response = super().login(request, extra_context)
+        if request.method == "POST" and awaits_second_factor(request):
+            # The password was right: the code comes next, on its own page.
+            return self._to_second_factor(request)
+        return response
+
+    def get_urls(self):
+        return [
+            path("two-factor/", never_cache(self.second_factor), name="two_factor"),
+            *super().get_urls(),
+        ]
+
+    def second_factor(self, request: HttpRequest) -> HttpResponse:
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return HttpResponseRedirect(reverse("admin:login", current_app=self.name))
+        if not awaits_second_factor(request):
+            return HttpResponseRedirect(self._next_url(request))
+        device, setting_up = authenticator_for(user)
+        form = SecondFactorForm(device, request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            if setting_up:
+                form.device.confirmed = True
+                form.device.save(update_fields=["confirmed"])
+            # A new session key for the more trusted session, as Django does at sign-in.
+            request.session.cycle_key()
+            django_otp.login(request, form.device)
+            logger.info(
+                "Staff member %s passed the second factor%s",
+                user.pk,
+                " and set up an authenticator" if setting_up else "",
+            )
+            return HttpResponseRedirect(self._next_url(request))
+        context = {
+            **self.each_context(request),
+            "title": "Set up your authenticator app" if setting_up else "Type your code",
+            "form": form,
+            "setting_up": setting_up,
+            "next": self._next_url(request),
+        }
+        if setting_up:
+            context |= {"qr_code": qr_code_svg(device), "typed_key": key_for_typing(device)}
+        return TemplateResponse(request, "admin/two_factor.html", context)

@@ -1,0 +1,36 @@
+"""Deployment checks (`manage.py check --deploy`) for what Django's own checks cannot know:
+settings that are right for a laptop and wrong for the public site."""
+
+from django.conf import settings
+from django.core.checks import Tags, Warning, register
+
+
+@register(Tags.security, deploy=True)
+def production_settings(app_configs, **kwargs) -> list[Warning]:
+    problems = []
+    if not settings.STAFF_TWO_FACTOR:
+        problems.append(
+            Warning(
+                "Staff sign in with a password alone.",
+                hint="Remove STAFF_TWO_FACTOR=0: production needs an authenticator code too.",
+                id="cancerfax.W001",
+            )
+        )
+    if settings.MAILERS["default"]["BACKEND"].endswith("console.EmailBackend"):
+        problems.append(
+            Warning(
+                "Emails to coordinators and families are printed, not sent.",
+                hint="Set EMAIL_URL to the SMTP server (smtp+tls://user:password@host:587).",
+                id="cancerfax.W002",
+            )
+        )
+    if not settings.SITE_URL.startswith("https://"):
+        problems.append(
+            Warning(
+                f"SITE_URL is {settings.SITE_URL}: links in the sitemap and emails need the "
+                "public HTTPS address.",
+                hint="Set SITE_URL to https://<the site's domain>.",
+                id="cancerfax.W003",
+            )
+        )
+    return problems

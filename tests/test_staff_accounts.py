@@ -62,6 +62,29 @@ def test_a_right_password_after_a_few_mistakes_goes_on_to_the_code(client):
     assert response.url.startswith(TWO_FACTOR_URL)
 
 
+def test_behind_the_load_balancer_the_lockout_is_per_visitor(client, settings):
+    settings.AXES_CLIENT_IP_CALLABLE = "cancerfax.middleware.client_address"
+    User.objects.create_user("casey", password="a-long-fictional-pass", is_staff=True)
+
+    def sign_in_via_balancer(password: str, forwarded: str):
+        return Client().post(
+            "/admin/login/",
+            {"username": "casey", "password": password},
+            REMOTE_ADDR="10.0.0.2",  # every request arrives from the load balancer
+            HTTP_X_FORWARDED_FOR=forwarded,
+        )
+
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        sign_in_via_balancer("wrong-guess", "198.51.100.7")
+    assert sign_in_via_balancer("a-long-fictional-pass", "198.51.100.7").status_code == 429
+    # Claiming another address in front of the real one changes nothing...
+    spoofed = sign_in_via_balancer("a-long-fictional-pass", "192.0.2.1, 198.51.100.7")
+    assert spoofed.status_code == 429
+    # ...while the coordinator at another address is not locked out by someone else's guesses.
+    elsewhere = sign_in_via_balancer("a-long-fictional-pass", "203.0.113.20")
+    assert elsewhere.status_code == 302 and elsewhere.url.startswith(TWO_FACTOR_URL)
+
+
 def code_at(device: TOTPDevice, moment: float | None = None) -> str:
     """The code the coordinator's phone would show (now, or at another moment)."""
     totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)

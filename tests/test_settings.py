@@ -17,7 +17,9 @@ db = settings.DATABASES["default"]
 print(json.dumps({"debug": settings.DEBUG, "engine": db["ENGINE"], "name": str(db["NAME"]),
                   "host": db.get("HOST"), "port": db.get("PORT"), "hosts": settings.ALLOWED_HOSTS,
                   "cache": settings.CACHES["default"]["BACKEND"],
-                  "two_factor": settings.STAFF_TWO_FACTOR}))
+                  "two_factor": settings.STAFF_TWO_FACTOR,
+                  "client_address": [getattr(settings, "RATELIMIT_IP_META_KEY", None),
+                                     getattr(settings, "AXES_CLIENT_IP_CALLABLE", None)]}))
 """
 
 BASE_ENV = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "cancerfax.settings"}
@@ -56,6 +58,12 @@ def test_a_secret_key_is_required_when_debug_is_off():
 
 def test_debug_runs_without_a_secret_key():
     assert settings_with(DJANGO_DEBUG="1")["debug"] is True
+
+
+def test_behind_the_load_balancer_limits_and_lockouts_count_per_visitor():
+    assert settings_with(DJANGO_SECRET_KEY="k")["client_address"] == [None, None]
+    shown = settings_with(DJANGO_SECRET_KEY="k", DJANGO_HTTPS="1")
+    assert shown["client_address"] == ["cancerfax.middleware.client_address"] * 2
 
 
 def test_staff_need_a_second_factor_unless_debug_is_on_or_it_is_switched_off():

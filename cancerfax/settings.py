@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import dj_database_url
+from botocore.config import Config as BotoConfig
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
@@ -96,6 +97,46 @@ def env_mailer(name: str, default: str) -> dict:
             "use_ssl": url.scheme == "smtps",
             "use_tls": url.scheme == "smtp+tls",
             "timeout": 10,
+        },
+    }
+
+
+def env_documents_bucket() -> dict:
+    """Documents in a private S3-compatible bucket (DOCUMENTS_BUCKET), shared by every app
+    server, through django-storages. Coordinators still download them only through the
+    admin's checked, audited view: objects carry no ACL of their own (the bucket is private
+    and blocks public access) and no link to them is ever made."""
+    endpoint = os.environ.get("DOCUMENTS_S3_ENDPOINT_URL", "").strip()
+    if endpoint and not endpoint.startswith(("https://", "http://")):
+        raise ImproperlyConfigured(
+            f"DOCUMENTS_S3_ENDPOINT_URL must start with https:// (got {endpoint[:12]!r})."
+        )
+    kms_key = os.environ.get("DOCUMENTS_KMS_KEY_ID", "").strip()
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ["DOCUMENTS_BUCKET"].strip(),
+            "location": "documents",
+            # Empty for AWS itself; the address of any other S3-compatible service.
+            "endpoint_url": endpoint or None,
+            "region_name": os.environ.get("DOCUMENTS_S3_REGION", "").strip() or None,
+            # Credentials come from boto3's usual sources: AWS_ACCESS_KEY_ID and
+            # AWS_SECRET_ACCESS_KEY, or the server's instance role.
+            "default_acl": None,
+            # Encrypted at rest by the store, with its own key or a named KMS key.
+            "object_parameters": {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key}
+            if kms_key
+            else {"ServerSideEncryption": "AES256"},
+            "file_overwrite": False,
+            "querystring_expire": 60,
+            # A download is read into a temporary file in the private uploads folder, not
+            # held in memory.
+            "max_memory_size": 1024 * 1024,
+            # A store that cannot be reached fails in seconds, not minutes: the family is
+            # told nothing was saved, the coordinator to try again.
+            "client_config": BotoConfig(
+                connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}
+            ),
         },
     }
 
@@ -259,6 +300,11 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage",
     },
 }
+
+# Several app servers need one place for documents: DOCUMENTS_BUCKET puts them in object
+# storage instead of the private folder above.
+if os.environ.get("DOCUMENTS_BUCKET", "").strip():
+    STORAGES["documents"] = env_documents_bucket()
 
 MB = 1024 * 1024
 

@@ -16,7 +16,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from .emails import deliver
 from .forms import InquiryForm
-from .models import Document, DocumentDownload, Inquiry, Note, Notification
+from .models import STORAGE_ERRORS, Document, DocumentDownload, Inquiry, Note, Notification
 
 logger = logging.getLogger(__name__)
 
@@ -352,13 +352,20 @@ class InquiryAdmin(SimpleHistoryAdmin):
         level = messages.WARNING if failed else messages.SUCCESS
         self.message_user(request, f"{sent} email(s) sent, {failed} still not delivered.", level)
 
-    def _not_sent(self, request: HttpRequest, document: Document) -> HttpResponse:
-        return render(
+    def _not_sent(self, request: HttpRequest, document: Document, *, damaged: bool) -> HttpResponse:
+        """A damaged or missing file is a 500 for the technical team; a store that cannot be
+        reached just now is a 503, worth trying again."""
+        title = "Document could not be verified" if damaged else "Document store unavailable"
+        context = {"document": document, "title": title, "damaged": damaged}
+        response = render(
             request,
             "admin/inquiries/document_damaged.html",
-            {"document": document, "title": "Document could not be verified"},
-            status=500,
+            context,
+            status=500 if damaged else 503,
         )
+        if not damaged:
+            response["Retry-After"] = "30"
+        return response
 
     def get_urls(self):
         download = self.admin_site.admin_view(self.download_document)
@@ -377,16 +384,18 @@ class InquiryAdmin(SimpleHistoryAdmin):
         document = get_object_or_404(Document.objects.select_related("inquiry"), pk=pk)
         try:
             stored = document.file.storage.open(document.file.name, "rb")
-        except OSError:
-            logger.error("Document %s is missing from storage; not sent", document.pk)
-            return self._not_sent(request, document)
-        digest = hashlib.sha256()
-        for chunk in iter(lambda: stored.read(1024 * 1024), b""):
-            digest.update(chunk)
+            digest = hashlib.sha256()
+            for chunk in iter(lambda: stored.read(1024 * 1024), b""):
+                digest.update(chunk)
+        except STORAGE_ERRORS as error:
+            logger.error(
+                "Document %s could not be read (%s); not sent", document.pk, type(error).__name__
+            )
+            return self._not_sent(request, document, damaged=isinstance(error, FileNotFoundError))
         if digest.hexdigest() != document.sha256:
             stored.close()
             logger.error("Document %s failed its checksum; not sent", document.pk)
-            return self._not_sent(request, document)
+            return self._not_sent(request, document, damaged=True)
         stored.seek(0)
         DocumentDownload.objects.create(
             document=document,

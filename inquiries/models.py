@@ -4,6 +4,7 @@ from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
@@ -32,6 +33,11 @@ CONSENT_TEXT = (
 def new_reference() -> str:
     chars = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(8))
     return f"CF-{chars[:4]}-{chars[4:]}"
+
+
+# What writing or reading a document can raise: a full or failing disk, or an object store
+# that cannot be reached or refuses the request.
+STORAGE_ERRORS = (OSError, BotoCoreError, ClientError)
 
 
 class DocumentStorage(LazyObject):

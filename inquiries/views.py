@@ -11,7 +11,7 @@ from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
 
 from .forms import InquiryForm
-from .models import Inquiry
+from .models import STORAGE_ERRORS, Inquiry
 from .tasks import queue_emails
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def new_inquiry(request: HttpRequest) -> HttpResponse:
             ).first()
             if already is None:
                 raise
-        except (DatabaseError, OSError) as error:
+        except (DatabaseError, *STORAGE_ERRORS) as error:
             logger.error("Inquiry not saved: %s", type(error).__name__)
             form.add_error(
                 None,

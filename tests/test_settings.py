@@ -18,6 +18,7 @@ print(json.dumps({"debug": settings.DEBUG, "engine": db["ENGINE"], "name": str(d
                   "host": db.get("HOST"), "port": db.get("PORT"), "hosts": settings.ALLOWED_HOSTS,
                   "cache": settings.CACHES["default"]["BACKEND"],
                   "two_factor": settings.STAFF_TWO_FACTOR,
+                  "documents": settings.STORAGES["documents"]["BACKEND"],
                   "client_address": [getattr(settings, "RATELIMIT_IP_META_KEY", None),
                                      getattr(settings, "AXES_CLIENT_IP_CALLABLE", None)]}))
 """
@@ -84,6 +85,19 @@ def test_cache_is_local_memory_unless_redis_url_is_set():
     assert settings_with(DJANGO_SECRET_KEY="k")["cache"].endswith("LocMemCache")
     shown = settings_with(DJANGO_SECRET_KEY="k", REDIS_URL="redis://cache.internal:6379/0")
     assert shown["cache"] == "django.core.cache.backends.redis.RedisCache"
+
+
+def test_documents_stay_on_local_disk_unless_a_bucket_is_named():
+    assert settings_with(DJANGO_SECRET_KEY="k")["documents"].endswith("FileSystemStorage")
+    shown = settings_with(DJANGO_SECRET_KEY="k", DOCUMENTS_BUCKET="cancerfax-documents")
+    assert shown["documents"] == "storages.backends.s3.S3Storage"
+
+
+def test_a_bad_object_store_address_stops_start_up():
+    result = start(
+        DJANGO_SECRET_KEY="k", DOCUMENTS_BUCKET="docs", DOCUMENTS_S3_ENDPOINT_URL="minio:9000"
+    )
+    assert "DOCUMENTS_S3_ENDPOINT_URL must start with https://" in result.stderr
 
 
 def test_allowed_hosts_are_read_as_a_comma_separated_list():

@@ -1,0 +1,150 @@
+"""With DOCUMENTS_BUCKET, documents live in a private, encrypted S3 bucket; coordinators
+still get them only through the admin's audited download."""
+
+import hashlib
+import socket
+
+import boto3
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+from moto import mock_aws
+
+from cancerfax.settings import env_documents_bucket
+from inquiries.models import Document, DocumentDownload, Inquiry
+
+from .conftest import files_in, sign_in_with_second_factor
+from .test_inquiry_form import pdf, photo, send
+
+pytestmark = pytest.mark.django_db
+
+BUCKET = "cancerfax-documents-test"
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+
+
+@pytest.fixture
+def s3(settings, monkeypatch):
+    """A bucket in moto's in-process S3, configured exactly as DOCUMENTS_BUCKET does."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "fictional-test-key",
+        "AWS_SECRET_ACCESS_KEY": "fictional-test-secret",
+        "DOCUMENTS_BUCKET": BUCKET,
+        "DOCUMENTS_S3_REGION": "eu-west-2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        client = boto3.client("s3", region_name="eu-west-2")
+        client.create_bucket(
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
+        )
+        settings.STORAGES = {**settings.STORAGES, "documents": env_documents_bucket()}
+        yield client
+
+
+def stored_objects(s3) -> list[dict]:
+    return s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+
+
+@pytest.fixture
+def coordinator_client(db) -> Client:
+    user = User.objects.create_user("casey", password="a-long-fictional-pass", is_staff=True)
+    user.groups.add(Group.objects.get(name="Coordinators"))
+    client = Client()
+    sign_in_with_second_factor(client, user)
+    return client
+
+
+def test_documents_go_to_the_bucket_private_and_encrypted(s3, client, documents_dir):
+    sent = pdf()
+    send(client, documents=[sent, photo()])
+    inquiry = Inquiry.objects.get()
+    objects = stored_objects(s3)
+    assert sorted(o["Key"] for o in objects) == sorted(
+        f"documents/{d.file.name}" for d in inquiry.documents.all()
+    )
+    for stored in objects:
+        head = s3.head_object(Bucket=BUCKET, Key=stored["Key"])
+        assert head["ServerSideEncryption"] == "AES256"
+        grants = s3.get_object_acl(Bucket=BUCKET, Key=stored["Key"])["Grants"]
+        assert [g["Permission"] for g in grants] == ["FULL_CONTROL"]  # the owner only
+        assert all(g["Grantee"].get("URI") != ALL_USERS for g in grants)
+    first = inquiry.documents.get(original_name="pathology-report.pdf")
+    body = s3.get_object(Bucket=BUCKET, Key=f"documents/{first.file.name}")["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == first.sha256
+    # Nothing was written to the local folder.
+    assert files_in(documents_dir) == []
+
+
+def test_a_named_kms_key_encrypts_with_it(s3, monkeypatch, settings, client):
+    key_id = boto3.client("kms", region_name="eu-west-2").create_key()["KeyMetadata"]["KeyId"]
+    monkeypatch.setenv("DOCUMENTS_KMS_KEY_ID", key_id)
+    settings.STORAGES = {**settings.STORAGES, "documents": env_documents_bucket()}
+    send(client, documents=[pdf()])
+    head = s3.head_object(Bucket=BUCKET, Key=stored_objects(s3)[0]["Key"])
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert head["SSEKMSKeyId"].endswith(key_id)
+
+
+def test_coordinators_download_from_the_bucket_through_the_audited_view(s3, coordinator_client):
+    send(Client(), documents=[pdf()])
+    document = Document.objects.get()
+    response = coordinator_client.get(f"/admin/inquiries/inquiry/document/{document.pk}/download/")
+    assert response.status_code == 200
+    assert hashlib.sha256(b"".join(response.streaming_content)).hexdigest() == document.sha256
+    assert "no-store" in response["Cache-Control"]
+    assert DocumentDownload.objects.count() == 1
+    # The change page links to the admin's view, never to the bucket.
+    page = coordinator_client.get(f"/admin/inquiries/inquiry/{document.inquiry.pk}/change/")
+    assert "amazonaws" not in page.content.decode() and BUCKET not in page.content.decode()
+
+
+def store_goes_away(settings, monkeypatch) -> None:
+    """The bucket's address now answers nothing: a closed port on this machine."""
+    monkeypatch.setenv("DOCUMENTS_S3_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
+    settings.STORAGES = {**settings.STORAGES, "documents": env_documents_bucket()}
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_store_when_sending_stores_nothing(
+    s3, client, uploads_dir, settings, monkeypatch
+):
+    store_goes_away(settings, monkeypatch)
+    response = send(client, documents=[pdf(), photo()])
+    assert response.status_code == 503
+    assert "nothing was stored" in response.content.decode()
+    assert Inquiry.objects.count() == 0 and Document.objects.count() == 0
+    assert files_in(uploads_dir) == []
+
+
+def test_an_unreachable_store_when_downloading_says_try_again(
+    s3, coordinator_client, settings, monkeypatch
+):
+    send(Client(), documents=[pdf()])
+    document = Document.objects.get()
+    store_goes_away(settings, monkeypatch)
+    response = coordinator_client.get(f"/admin/inquiries/inquiry/document/{document.pk}/download/")
+    assert response.status_code == 503
+    assert "could not be fetched from the document store just now" in response.content.decode()
+    assert DocumentDownload.objects.count() == 0
+
+
+def test_a_document_missing_from_the_bucket_is_reported_not_crashed(s3, coordinator_client):
+    send(Client(), documents=[pdf()])
+    document = Document.objects.get()
+    s3.delete_object(Bucket=BUCKET, Key=f"documents/{document.file.name}")
+    response = coordinator_client.get(f"/admin/inquiries/inquiry/document/{document.pk}/download/")
+    assert response.status_code == 500
+    assert "is missing or no longer matches" in response.content.decode()
+
+
+def test_erasing_an_inquiry_removes_its_objects(s3, client, django_capture_on_commit_callbacks):
+    send(client, documents=[pdf(), photo()])
+    assert len(stored_objects(s3)) == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        Inquiry.objects.get().erase()
+    assert stored_objects(s3) == []

@@ -14,7 +14,7 @@ BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python3.13 |
 # Tests need a secret key because debug is off in them, as in production.
 TEST_ENV := DJANGO_SECRET_KEY=insecure-key-for-tests-only DJANGO_DEBUG=0
 
-.PHONY: help run serve test lint test-browser-deps vendor clean
+.PHONY: help run serve test lint test-deps vendor clean
 
 help:
 	@echo "make run    start the site on http://127.0.0.1:$(PORT)/ (SQLite, demo content)"
@@ -47,7 +47,7 @@ serve: $(VENV)/.installed
 	@echo "CancerFax Guides (production stack) on http://127.0.0.1:$(PORT)/"
 	PORT=$(PORT) $(VENV)/bin/gunicorn cancerfax.wsgi:application -c gunicorn.conf.py
 
-test: lint test-browser-deps
+test: lint test-deps
 	$(TEST_ENV) $(PY) -m pytest
 	$(TEST_ENV) tests/with-postgres.sh $(PY) -m pytest
 
@@ -56,11 +56,13 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
 
-# Debian's Chromium for the browser tests (never a browser downloaded by Playwright), and
-# the PostgreSQL 15 server binaries. Installing needs root, as on CI.
-test-browser-deps:
+# Debian's Chromium for the browser tests (never a browser downloaded by Playwright), the
+# PostgreSQL 15 server binaries and Redis for the two-server test. The tests start and stop
+# each server themselves. Installing needs root, as on CI.
+test-deps:
 	@command -v chromium >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium; }
 	@test -x $(PG_BIN)/initdb || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq postgresql-15; }
+	@command -v redis-server >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq redis-server; }
 
 # Refreshes the vendored Bootstrap stylesheet from its npm package.
 vendor:

@@ -1,0 +1,296 @@
+"""Scaling out: two gunicorn servers, as `make serve` runs them, sharing one PostgreSQL, one
+Redis and one S3-compatible object store, and nothing else. Whatever a family or an editor
+does through one server, the other must see at once.
+
+Runs in the PostgreSQL pass of `make test`. It starts Redis (Debian's redis-server) and an
+S3 server (moto's standalone server) on loopback, a database of its own on the PostgreSQL
+server the suite was given, and stops and removes them all afterwards.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import psycopg
+import pytest
+from playwright.sync_api import expect
+
+from .browser.test_inquiry_in_chromium import fill_in
+from .conftest import ROOT, code_from_typed_key
+from .sample_files import pdf_bytes
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+
+pytestmark = [
+    pytest.mark.scale_out,
+    pytest.mark.skipif(
+        not DATABASE_URL.startswith(("postgres://", "postgresql://")),
+        reason="needs PostgreSQL: runs in the PostgreSQL pass of make test",
+    ),
+]
+
+BUCKET = "cancerfax-documents"
+EDITOR = ("editor", "a-long-fictional-pass")
+# Low enough to reach in a few sendings; each server alone would never reach it.
+RATE_LIMIT = 3
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} stopped:\n{log.read_text()[-3000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing answered on port {port}:\n{log.read_text()[-3000:]}")
+
+
+def start(stack: ExitStack, command: list[str], log: Path, **kwargs) -> subprocess.Popen:
+    output = stack.enter_context(log.open("w"))
+    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, **kwargs)
+
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    stack.callback(stop)
+    return process
+
+
+@dataclass
+class Cluster:
+    a: str
+    b: str
+    s3: object
+    data_dirs: list[Path]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("two-servers")
+    redis_server = shutil.which("redis-server")
+    assert redis_server, "redis-server is missing: make test installs it"
+    with ExitStack() as stack:
+        # Redis: nothing saved to disk, loopback only.
+        redis_port = free_port()
+        redis = start(
+            stack,
+            [
+                redis_server,
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(folder),
+            ],
+            folder / "redis.log",
+        )
+        wait_for_port(redis_port, redis, folder / "redis.log")
+
+        # The object store, with a private bucket that blocks public access, as production's.
+        s3_port = free_port()
+        moto = start(
+            stack,
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+            folder / "s3.log",
+        )
+        wait_for_port(s3_port, moto, folder / "s3.log")
+        credentials = {
+            "AWS_ACCESS_KEY_ID": "fictional-test-key",
+            "AWS_SECRET_ACCESS_KEY": "fictional-test-secret",
+        }
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{s3_port}",
+            region_name="us-east-1",
+            aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+        )
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_public_access_block(
+            Bucket=BUCKET,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+
+        # A database of its own on the suite's PostgreSQL server, removed afterwards.
+        name = f"cancerfax_two_servers_{uuid.uuid4().hex[:8]}"
+        admin_url = re.sub(r"/[^/]*$", "/postgres", DATABASE_URL)
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+        def drop_database() -> None:
+            with psycopg.connect(admin_url, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+        stack.callback(drop_database)
+
+        shared = {
+            "PATH": os.environ["PATH"],
+            "DJANGO_SECRET_KEY": "two-servers-test-key-shared-by-both-servers",
+            "DJANGO_DEBUG": "0",
+            "DATABASE_URL": re.sub(r"/[^/]*$", f"/{name}", DATABASE_URL),
+            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "DOCUMENTS_BUCKET": BUCKET,
+            "DOCUMENTS_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+            "DOCUMENTS_S3_REGION": "us-east-1",
+            "INQUIRY_RATE_LIMIT": f"{RATE_LIMIT}/h",
+            "WEB_CONCURRENCY": "2",
+            **credentials,
+        }
+        setup = {**shared, "DATA_DIR": str(folder / "setup")}
+        manage = [sys.executable, "manage.py"]
+        for command in (
+            ["migrate", "-v0"],
+            ["loaddata", "fixtures/guides.json", "-v0"],
+            ["collectstatic", "--noinput", "-v0"],
+            ["createsuperuser", "--noinput", "--username", EDITOR[0], "--email", "e@example.org"],
+        ):
+            subprocess.run(
+                manage + command,
+                cwd=ROOT,
+                env={**setup, "DJANGO_SUPERUSER_PASSWORD": EDITOR[1]},
+                check=True,
+                capture_output=True,
+            )
+
+        # Two app servers, each with a local folder of its own that must stay empty.
+        urls, data_dirs = [], []
+        for server in ("a", "b"):
+            port, data_dir = free_port(), folder / f"server-{server}"
+            data_dir.mkdir()
+            log = folder / f"server-{server}.log"
+            gunicorn = start(
+                stack,
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "cancerfax.wsgi:application",
+                    "-c",
+                    "gunicorn.conf.py",
+                ],
+                log,
+                cwd=ROOT,
+                env={**shared, "PORT": str(port), "DATA_DIR": str(data_dir)},
+            )
+            wait_for_port(port, gunicorn, log)
+            urls.append(f"http://127.0.0.1:{port}")
+            data_dirs.append(data_dir)
+        yield Cluster(a=urls[0], b=urls[1], s3=s3, data_dirs=data_dirs)
+
+
+def send_inquiry(page, server: str, report: Path) -> None:
+    page.goto(server + "/inquiries/new/")
+    fill_in(page)
+    page.get_by_label("Choose the files").set_input_files(report)
+    page.get_by_label("I agree that CancerFax may store").check()
+    page.get_by_role("button", name="Send my inquiry").click()
+
+
+def sign_in_to_the_admin(page, server: str) -> None:
+    page.goto(server + "/admin/")
+    page.get_by_label("Username").fill(EDITOR[0])
+    page.get_by_label("Password").fill(EDITOR[1])
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Set up your authenticator app")).to_be_visible()
+    typed_key = page.locator(".two-factor-key").inner_text()
+    page.get_by_label("Six-digit code").fill(code_from_typed_key(typed_key))
+    page.get_by_role("button", name="Confirm and sign in").click()
+    expect(page.get_by_role("heading", name="Administration")).to_be_visible()
+
+
+def test_two_servers_share_inquiries_documents_guide_edits_and_the_rate_limit(
+    cluster, new_context, tmp_path, artifacts
+):
+    report = tmp_path / "marrow-biopsy.pdf"
+    report.write_bytes(pdf_bytes(pages=3))
+    family = new_context(viewport={"width": 375, "height": 812}).new_page()
+    desk = new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True).new_page()
+
+    # 1. A family sends a report through server A...
+    send_inquiry(family, cluster.a, report)
+    expect(family.get_by_role("heading", name="We have received your inquiry")).to_be_visible()
+    reference = family.locator(".reference").inner_text()
+
+    # ...and a coordinator on server B finds it and downloads the very same bytes.
+    sign_in_to_the_admin(desk, cluster.b)
+    desk.goto(cluster.b + "/admin/inquiries/inquiry/")
+    desk.get_by_role("link", name=reference).click()
+    with desk.expect_download() as download_info:
+        desk.get_by_role("link", name="Download").first.click()
+    download = download_info.value
+    assert download.suggested_filename == "marrow-biopsy.pdf"
+    assert Path(download.path()).read_bytes() == report.read_bytes()
+    desk.reload()
+    desk.screenshot(path=artifacts / "two-servers-admin-b.png", full_page=True)
+
+    # The file is in the bucket, encrypted, with no public grant; not on either server.
+    objects = cluster.s3.list_objects_v2(Bucket=BUCKET)["Contents"]
+    assert len(objects) == 1
+    key = objects[0]["Key"]
+    assert cluster.s3.head_object(Bucket=BUCKET, Key=key)["ServerSideEncryption"] == "AES256"
+    grants = cluster.s3.get_object_acl(Bucket=BUCKET, Key=key)["Grants"]
+    assert [grant["Permission"] for grant in grants] == ["FULL_CONTROL"]
+    body = cluster.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert hashlib.sha256(body).digest() == hashlib.sha256(report.read_bytes()).digest()
+    for data_dir in cluster.data_dirs:
+        assert [path for path in data_dir.rglob("*") if path.is_file()] == []
+
+    # 2. A reader has the guide from server A's cache; an editor changes it on server B.
+    guide = "/guides/gene-therapy-for-leukemia/"
+    reader = new_context().new_page()
+    reader.goto(cluster.a + guide)
+    reader.goto(cluster.a + guide)  # the second visit is served from the shared cache
+    new_lead = f"Checked again by the editor on server B ({uuid.uuid4().hex[:6]})."
+    expect(reader.get_by_text(new_lead)).to_have_count(0)
+    desk.goto(cluster.b + "/admin/guides/guide/")
+    desk.get_by_role("link", name="Gene therapy for leukemia").click()
+    desk.locator("textarea[name=lead]").fill(new_lead)
+    desk.get_by_role("button", name="Save", exact=True).first.click()
+    expect(desk.locator(".messagelist")).to_contain_text("was changed successfully")
+    reader.goto(cluster.a + guide)
+    expect(reader.get_by_text(new_lead)).to_be_visible()
+
+    # 3. The rate limit counts sendings to both servers together: one sent above through A,
+    # then B, A, and the fourth is refused, though each server alone has seen only two.
+    for server in (cluster.b, cluster.a):
+        send_inquiry(family, server, report)
+        expect(family.get_by_role("heading", name="We have received your inquiry")).to_be_visible()
+    send_inquiry(family, cluster.b, report)
+    expect(
+        family.get_by_role("heading", name="Please wait a little before sending again")
+    ).to_be_visible()
+    assert len(cluster.s3.list_objects_v2(Bucket=BUCKET)["Contents"]) == RATE_LIMIT

@@ -134,6 +134,10 @@ PRODUCTION_ENV = {
     "SITE_URL": "https://guides.cancerfax.example",
     "EMAIL_URL": "smtp+tls://mailer:secret@smtp.example:587",
     "DATABASE_URL": "postgres://cancerfax:secret@db.internal:5432/cancerfax",
+    "REDIS_URL": "redis://cache.internal:6379/0",
+    "DOCUMENTS_BUCKET": "cancerfax-documents",
+    "DOCUMENTS_S3_REGION": "eu-west-2",
+    "FORWARDED_ALLOW_IPS": "10.0.0.2",
 }
 
 

@@ -240,6 +240,13 @@ def test_two_servers_share_inquiries_documents_guide_edits_and_the_rate_limit(
     family = new_context(viewport={"width": 375, "height": 812}).new_page()
     desk = new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True).new_page()
 
+    # Each server finds the database, the cache and the document store.
+    probe = new_context().request
+    for server in (cluster.a, cluster.b):
+        health = probe.get(server + "/healthz")
+        assert health.status == 200
+        assert health.json() == {"status": "ok", "database": "ok", "cache": "ok", "storage": "ok"}
+
     # 1. A family sends a report through server A...
     send_inquiry(family, cluster.a, report)
     expect(family.get_by_role("heading", name="We have received your inquiry")).to_be_visible()

@@ -16,6 +16,8 @@ import segno
 from django import forms
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth import logout as auth_logout
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -75,15 +77,32 @@ class SecondFactorForm(forms.Form):
         return code
 
 
-def authenticator_for(user) -> tuple[TOTPDevice, bool]:
-    """The user's confirmed authenticator, or one being set up (and True)."""
+PENDING_KEY = "pending_authenticator"
+
+
+def authenticator_for(request: HttpRequest) -> tuple[TOTPDevice, bool]:
+    """The user's confirmed authenticator, or the one this session is setting up (and True).
+
+    A key being set up belongs to one session: someone else who signs in with the same
+    password gets a new key, which replaces it, so a key seen there can never become the
+    one the coordinator later confirms."""
+    user = request.user
     confirmed = TOTPDevice.objects.filter(user=user, confirmed=True).first()
     if confirmed:
         return confirmed, False
-    pending = TOTPDevice.objects.filter(user=user, confirmed=False).first()
-    return pending or TOTPDevice.objects.create(
-        user=user, name="Authenticator app", confirmed=False
-    ), True
+    pending = TOTPDevice.objects.filter(
+        pk=request.session.get(PENDING_KEY), user=user, confirmed=False
+    ).first()
+    if pending is None:
+        with transaction.atomic():
+            # One at a time per user, so that two first visits cannot leave two keys.
+            get_user_model().objects.select_for_update().get(pk=user.pk)
+            TOTPDevice.objects.filter(user=user, confirmed=False).delete()
+            pending = TOTPDevice.objects.create(
+                user=user, name="Authenticator app", confirmed=False
+            )
+        request.session[PENDING_KEY] = pending.pk
+    return pending, True
 
 
 def qr_code_svg(device: TOTPDevice) -> str:
@@ -125,7 +144,9 @@ class CoordinationSite(admin.AdminSite):
 
     @method_decorator(never_cache)
     def login(self, request: HttpRequest, extra_context=None) -> HttpResponse:
-        if awaits_second_factor(request):
+        # A half-signed-in visitor is sent on to the code, but may still sign in afresh,
+        # as someone else, by sending the form.
+        if request.method != "POST" and awaits_second_factor(request):
             return self._to_second_factor(request)
         response = super().login(request, extra_context)
         if request.method == "POST" and awaits_second_factor(request):
@@ -136,8 +157,18 @@ class CoordinationSite(admin.AdminSite):
     def get_urls(self):
         return [
             path("two-factor/", never_cache(self.second_factor), name="two_factor"),
+            # Before Django's own logout, which is only for those fully signed in.
+            path("logout/", never_cache(self.sign_out), name="logout"),
             *super().get_urls(),
         ]
+
+    def sign_out(self, request: HttpRequest) -> HttpResponse:
+        """Signing out must work between the password and the code too: a coordinator at a
+        shared computer who stops there must not leave a half-open session behind."""
+        if request.method == "POST" and awaits_second_factor(request):
+            auth_logout(request)
+            return HttpResponseRedirect(reverse("admin:login", current_app=self.name))
+        return self.admin_view(self.logout)(request)
 
     def second_factor(self, request: HttpRequest) -> HttpResponse:
         user = request.user
@@ -145,12 +176,14 @@ class CoordinationSite(admin.AdminSite):
             return HttpResponseRedirect(reverse("admin:login", current_app=self.name))
         if not awaits_second_factor(request):
             return HttpResponseRedirect(self._next_url(request))
-        device, setting_up = authenticator_for(user)
+        device, setting_up = authenticator_for(request)
         form = SecondFactorForm(device, request.POST or None)
         if request.method == "POST" and form.is_valid():
             if setting_up:
                 form.device.confirmed = True
                 form.device.save(update_fields=["confirmed"])
+                TOTPDevice.objects.filter(user=user, confirmed=False).delete()
+                del request.session[PENDING_KEY]
             # A new session key for the more trusted session, as Django does at sign-in.
             request.session.cycle_key()
             django_otp.login(request, form.device)

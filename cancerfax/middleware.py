@@ -45,9 +45,21 @@ class DatabaseUnavailableMiddleware:
 def client_address(request: HttpRequest) -> str:
     """The visitor's address behind our load balancer: the last X-Forwarded-For entry, the
     one the load balancer appended itself (earlier entries are whatever the client claimed).
-    Used only with DJANGO_HTTPS, that is behind the load balancer."""
+    A request that did not come from the load balancer (TRUSTED_PROXIES) is counted by its
+    own address, whatever it claims. Used only with DJANGO_HTTPS."""
+    remote = request.META["REMOTE_ADDR"]
+    if not _is_trusted_proxy(remote):
+        return remote
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
     try:
         return str(ipaddress.ip_address(forwarded))
     except ValueError:
-        return request.META["REMOTE_ADDR"]
+        return remote
+
+
+def _is_trusted_proxy(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(network) for network in settings.TRUSTED_PROXIES)

@@ -5,6 +5,7 @@ unless asked for, and a secret key must then be given. A value that cannot be un
 stops start-up with a message that names the variable.
 """
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -55,6 +56,22 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if not items:
         raise ImproperlyConfigured(f"{name} must list at least one value, separated by commas.")
     return items
+
+
+def env_networks(name: str, default: str) -> list[str]:
+    """Addresses or networks (10.0.0.0/8), separated by commas; * for any."""
+    value = os.environ.get(name, "").strip() or default
+    if value == "*":
+        return ["0.0.0.0/0", "::/0"]
+    try:
+        return [
+            str(ipaddress.ip_network(item.strip())) for item in value.split(",") if item.strip()
+        ]
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must list addresses or networks such as 10.0.0.0/8, separated by commas, "
+            f"or * (got {value!r})."
+        ) from None
 
 
 def env_database(name: str, default: str) -> dict:
@@ -132,10 +149,11 @@ def env_documents_bucket() -> dict:
             # A download is read into a temporary file in the private uploads folder, not
             # held in memory.
             "max_memory_size": 1024 * 1024,
-            # A store that cannot be reached fails in seconds, not minutes: the family is
-            # told nothing was saved, the coordinator to try again.
+            # A store that cannot be reached or stops answering fails within about 25
+            # seconds (two tries), not minutes: the family is told nothing was saved, the
+            # coordinator to try again, and a gunicorn worker is not held for long.
             "client_config": BotoConfig(
-                connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}
+                connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}
             ),
         },
     }
@@ -176,7 +194,7 @@ INSTALLED_APPS = [
     "simple_history",
     "axes",
     "django_otp",
-    "django_otp.plugins.otp_totp",
+    "cancerfax.apps.AuthenticatorsConfig",
     "guides",
     "inquiries",
 ]
@@ -418,9 +436,14 @@ if HTTPS:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     # Every request comes from the load balancer: count the rate limit and lock sign-ins
-    # out per visitor instead, by the address the load balancer saw.
+    # out per visitor instead, by the address the load balancer saw. X-Forwarded-For is
+    # believed only from the load balancer (the addresses gunicorn trusts too).
     RATELIMIT_IP_META_KEY = "cancerfax.middleware.client_address"
     AXES_CLIENT_IP_CALLABLE = "cancerfax.middleware.client_address"
+
+# The load balancer's addresses: only a request from one of them says truly, in
+# X-Forwarded-For, whom it comes from. The same variable tells gunicorn whom to trust.
+TRUSTED_PROXIES = env_networks("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 LOGGING = {
     "version": 1,

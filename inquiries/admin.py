@@ -382,12 +382,15 @@ class InquiryAdmin(SimpleHistoryAdmin):
         if not request.user.has_perm("inquiries.download_document"):
             raise PermissionDenied
         document = get_object_or_404(Document.objects.select_related("inquiry"), pk=pk)
+        stored = None
         try:
             stored = document.file.storage.open(document.file.name, "rb")
             digest = hashlib.sha256()
             for chunk in iter(lambda: stored.read(1024 * 1024), b""):
                 digest.update(chunk)
         except STORAGE_ERRORS as error:
+            if stored is not None:
+                stored.close()
             logger.error(
                 "Document %s could not be read (%s); not sent", document.pk, type(error).__name__
             )

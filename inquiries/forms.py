@@ -12,7 +12,14 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from .files import CheckedDocument, check_document
-from .models import CONSENT_TEXT, CONSENT_VERSION, Document, Inquiry, Notification
+from .models import (
+    CONSENT_TEXT,
+    CONSENT_VERSION,
+    STORAGE_ERRORS,
+    Document,
+    Inquiry,
+    Notification,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -325,10 +332,14 @@ class InquiryForm(forms.ModelForm):
                     Notification(inquiry=inquiry, kind=kind) for kind in Notification.Kind
                 )
         except BaseException:
-            # Nothing half-stored: the rows are rolled back, and the files written so far go.
+            # Nothing half-stored: the rows are rolled back, and the files written so far go,
+            # each on its own: a store failing now must not keep the others.
             for document in stored:
-                if document.file.name:
-                    document.file.storage.delete(document.file.name)
+                try:
+                    if document.file.name:
+                        document.file.storage.delete(document.file.name)
+                except STORAGE_ERRORS as error:
+                    logger.error("A document of a failed inquiry stayed (%s)", type(error).__name__)
             raise
         finally:
             self.discard_documents()

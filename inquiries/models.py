@@ -4,6 +4,7 @@ from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 
+from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -16,6 +17,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import LazyObject, empty
 from django_countries.fields import CountryField
+from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceededError
+from s3transfer.exceptions import S3DownloadFailedError, S3UploadFailedError
 from simple_history.models import HistoricalRecords
 
 # Readable over the phone and in an email subject: no 0/O, 1/I/L or U.
@@ -36,8 +39,16 @@ def new_reference() -> str:
 
 
 # What writing or reading a document can raise: a full or failing disk, or an object store
-# that cannot be reached or refuses the request.
-STORAGE_ERRORS = (OSError, BotoCoreError, ClientError)
+# that cannot be reached, refuses the request, or breaks off a transfer.
+STORAGE_ERRORS = (
+    OSError,
+    BotoCoreError,
+    ClientError,
+    Boto3Error,
+    TransferRetriesExceededError,
+    S3DownloadFailedError,
+    S3UploadFailedError,
+)
 
 
 class DocumentStorage(LazyObject):

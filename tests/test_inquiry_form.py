@@ -437,15 +437,20 @@ def test_privacy_notice_explains_retention_and_erasure(client, settings):
 
 def test_behind_the_load_balancer_each_visitor_has_their_own_limit(client, settings):
     settings.RATELIMIT_IP_META_KEY = "cancerfax.middleware.client_address"
+    settings.TRUSTED_PROXIES = ["10.0.0.0/24"]
     settings.INQUIRY_RATE_LIMIT = "1/h"
 
-    def send_from(address: str, claimed: str = ""):
+    def send_from(address: str, claimed: str = "", via: str = "10.0.0.2"):
         forwarded = f"{claimed}, {address}" if claimed else address
         data = {**form_data(), "documents": [pdf()]}
-        return client.post(FORM_URL, data, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=forwarded)
+        return client.post(FORM_URL, data, REMOTE_ADDR=via, HTTP_X_FORWARDED_FOR=forwarded)
 
     assert send_from("198.51.100.1").status_code == 302
     assert send_from("198.51.100.2").status_code == 302
     assert send_from("198.51.100.1").status_code == 429
     # What a client claims before the load balancer's entry does not give a new allowance.
     assert send_from("198.51.100.2", claimed="192.0.2.77").status_code == 429
+    # Nor does a header sent straight to an app server, past the load balancer: that
+    # request counts by its own address, which has had its one inquiry.
+    assert send_from("203.0.113.50", via="192.0.2.200").status_code == 302
+    assert send_from("203.0.113.51", via="192.0.2.200").status_code == 429

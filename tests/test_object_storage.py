@@ -148,3 +148,19 @@ def test_erasing_an_inquiry_removes_its_objects(s3, client, django_capture_on_co
     with django_capture_on_commit_callbacks(execute=True):
         Inquiry.objects.get().erase()
     assert stored_objects(s3) == []
+
+
+def test_a_download_broken_off_midway_says_try_again(s3, coordinator_client, monkeypatch):
+    from s3transfer.exceptions import RetriesExceededError
+
+    send(Client(), documents=[pdf()])
+    document = Document.objects.get()
+
+    def broken_off(self, *args, **kwargs):
+        # What s3transfer raises when the store keeps closing the connection mid-body.
+        raise RetriesExceededError(ConnectionResetError("connection reset by the store"))
+
+    monkeypatch.setattr("storages.backends.s3.S3File.read", broken_off)
+    response = coordinator_client.get(f"/admin/inquiries/inquiry/document/{document.pk}/download/")
+    assert response.status_code == 503
+    assert DocumentDownload.objects.count() == 0

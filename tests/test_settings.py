@@ -118,6 +118,7 @@ def test_allowed_hosts_are_read_as_a_comma_separated_list():
         ("EMAIL_URL", "imap://mail.example"),
         ("DOCUMENT_MAX_MB", "-3"),
         ("REDIS_URL", "memcached://cache"),
+        ("FORWARDED_ALLOW_IPS", "the load balancer"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(variable, value):

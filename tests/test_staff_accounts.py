@@ -11,7 +11,7 @@ from django.test import Client
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from .conftest import sign_in_with_second_factor
+from .conftest import code_from_typed_key, sign_in_with_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -64,6 +64,7 @@ def test_a_right_password_after_a_few_mistakes_goes_on_to_the_code(client):
 
 def test_behind_the_load_balancer_the_lockout_is_per_visitor(client, settings):
     settings.AXES_CLIENT_IP_CALLABLE = "cancerfax.middleware.client_address"
+    settings.TRUSTED_PROXIES = ["10.0.0.2/32"]
     User.objects.create_user("casey", password="a-long-fictional-pass", is_staff=True)
 
     def sign_in_via_balancer(password: str, forwarded: str):
@@ -208,3 +209,52 @@ def test_two_factor_can_be_switched_off_for_development(client, casey, settings)
     settings.STAFF_TWO_FACTOR = False
     assert sign_in(client, "a-long-fictional-pass").url == "/admin/"
     assert client.get("/admin/").status_code == 200
+
+
+def typed_key_on(page: str) -> str:
+    return re.search(r'class="two-factor-key">([A-Z2-7 ]+)<', page).group(1)
+
+
+def test_a_key_seen_by_someone_else_with_the_password_never_becomes_the_coordinators(casey):
+    intruder, coordinator = Client(), Client()
+    sign_in(intruder, "a-long-fictional-pass")
+    seen = typed_key_on(intruder.get(TWO_FACTOR_URL).content.decode())
+    sign_in(coordinator, "a-long-fictional-pass")
+    shown = typed_key_on(coordinator.get(TWO_FACTOR_URL).content.decode())
+    assert shown != seen
+    device = TOTPDevice.objects.get(user=casey)  # the intruder's key is gone
+    assert send_code(coordinator, code_at(device)).url == "/admin/"
+    # The intruder's session can neither use its key nor confirm a new one.
+    assert "Type your code" in intruder.get(TWO_FACTOR_URL).content.decode()
+    assert (
+        "That code did not match" in send_code(intruder, code_from_typed_key(seen)).content.decode()
+    )
+    assert TOTPDevice.objects.filter(user=casey).count() == 1
+
+
+def test_reloading_the_setup_page_keeps_the_same_key(client, casey):
+    sign_in(client, "a-long-fictional-pass")
+    first = typed_key_on(client.get(TWO_FACTOR_URL).content.decode())
+    assert typed_key_on(client.get(TWO_FACTOR_URL).content.decode()) == first
+    assert TOTPDevice.objects.filter(user=casey).count() == 1
+
+
+def test_signing_out_works_before_the_code_too(client, casey):
+    sign_in(client, "a-long-fictional-pass")
+    response = client.post("/admin/logout/")
+    assert response.status_code == 302 and response.url == "/admin/login/"
+    assert "_auth_user_id" not in client.session
+    assert client.get(TWO_FACTOR_URL).url.startswith("/admin/login/")
+
+
+def test_someone_else_can_sign_in_on_a_half_signed_in_browser(client, casey):
+    User.objects.create_user("robin", password="another-fictional-pass", is_staff=True)
+    sign_in(client, "a-long-fictional-pass")
+    client.post("/admin/login/", {"username": "robin", "password": "another-fictional-pass"})
+    assert client.session["_auth_user_id"] == str(User.objects.get(username="robin").pk)
+
+
+def test_a_fully_signed_in_coordinator_signs_out_as_usual(client, casey):
+    sign_in_with_second_factor(client, casey)
+    assert client.post("/admin/logout/").status_code == 200
+    assert "_auth_user_id" not in client.session

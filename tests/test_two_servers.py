@@ -264,6 +264,10 @@ def test_two_servers_share_inquiries_documents_guide_edits_and_the_rate_limit(
     desk.reload()
     desk.screenshot(path=artifacts / "two-servers-admin-b.png", full_page=True)
 
+    # The signed-in session, code included, holds on server A too: no sticky sessions needed.
+    desk.goto(cluster.a + "/admin/inquiries/inquiry/")
+    expect(desk.get_by_role("link", name=reference)).to_be_visible()
+
     # The file is in the bucket, encrypted, with no public grant; not on either server.
     objects = cluster.s3.list_objects_v2(Bucket=BUCKET)["Contents"]
     assert len(objects) == 1

@@ -3,13 +3,16 @@ import os
 from datetime import date, timedelta
 from pathlib import Path
 
+import boto3
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from moto import mock_aws
 
+from cancerfax.settings import env_documents_bucket
 from guides.models import (
     BalancePoint,
     Development,
@@ -197,3 +200,25 @@ def new_context(browser):
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+TEST_BUCKET = "cancerfax-documents-test"
+
+
+@pytest.fixture
+def s3(settings, monkeypatch):
+    """A bucket in moto's in-process S3, configured exactly as DOCUMENTS_BUCKET does."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "fictional-test-key",
+        "AWS_SECRET_ACCESS_KEY": "fictional-test-secret",
+        "DOCUMENTS_BUCKET": TEST_BUCKET,
+        "DOCUMENTS_S3_REGION": "eu-west-2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        client = boto3.client("s3", region_name="eu-west-2")
+        client.create_bucket(
+            Bucket=TEST_BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
+        )
+        settings.STORAGES = {**settings.STORAGES, "documents": env_documents_bucket()}
+        yield client

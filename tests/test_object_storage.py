@@ -8,37 +8,17 @@ import boto3
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
-from moto import mock_aws
 
 from cancerfax.settings import env_documents_bucket
 from inquiries.models import Document, DocumentDownload, Inquiry
 
+from .conftest import TEST_BUCKET as BUCKET
 from .conftest import files_in, sign_in_with_second_factor
 from .test_inquiry_form import pdf, photo, send
 
 pytestmark = pytest.mark.django_db
 
-BUCKET = "cancerfax-documents-test"
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
-
-
-@pytest.fixture
-def s3(settings, monkeypatch):
-    """A bucket in moto's in-process S3, configured exactly as DOCUMENTS_BUCKET does."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "fictional-test-key",
-        "AWS_SECRET_ACCESS_KEY": "fictional-test-secret",
-        "DOCUMENTS_BUCKET": BUCKET,
-        "DOCUMENTS_S3_REGION": "eu-west-2",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        client = boto3.client("s3", region_name="eu-west-2")
-        client.create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
-        )
-        settings.STORAGES = {**settings.STORAGES, "documents": env_documents_bucket()}
-        yield client
 
 
 def stored_objects(s3) -> list[dict]:

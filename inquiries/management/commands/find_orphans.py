@@ -1,0 +1,47 @@
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+
+from inquiries.models import documents_storage
+from inquiries.orphans import find_orphans
+
+
+class Command(BaseCommand):
+    help = (
+        "Finds document files that no row names (left by a crash) and document rows whose "
+        "file is gone. Exits with status 1 when it finds any, so that cron can alert."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--grace-minutes",
+            type=int,
+            default=60,
+            help="Leave out files younger than this: their inquiry may still be being saved.",
+        )
+        parser.add_argument(
+            "--remove-stray-files",
+            action="store_true",
+            help="Delete the files that no row names. Rows without a file are only reported.",
+        )
+
+    def handle(self, *args, grace_minutes: int, remove_stray_files: bool, **options) -> None:
+        found = find_orphans(timedelta(minutes=grace_minutes))
+        # Stored names are random and carry nothing about the family; references identify
+        # the case for the coordinators without naming anyone.
+        for name in found.stray_files:
+            self.stdout.write(f"File with no row: {name}")
+            if remove_stray_files:
+                documents_storage.delete(name)
+        for document in found.missing_files:
+            self.stdout.write(
+                f"Row with no file: document {document.pk} of inquiry {document.inquiry.reference}"
+            )
+        removed = " (removed)" if remove_stray_files and found.stray_files else ""
+        summary = (
+            f"{len(found.stray_files)} file(s) with no row{removed}, "
+            f"{len(found.missing_files)} row(s) with no file."
+        )
+        if found:
+            raise CommandError(summary)
+        self.stdout.write(summary)

@@ -1,0 +1,79 @@
+"""find_orphans reports files that no row names and rows whose file is gone."""
+
+import io
+import os
+import time
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from inquiries.models import Document, Inquiry
+
+from .conftest import TEST_BUCKET
+from .test_inquiry_form import pdf, photo, send
+
+pytestmark = pytest.mark.django_db
+
+AN_HOUR_AND_A_BIT = 2 * 60 * 60
+
+
+def find_orphans(*options: str) -> tuple[int, str]:
+    out = io.StringIO()
+    try:
+        call_command("find_orphans", *options, stdout=out)
+    except CommandError as error:
+        return 1, out.getvalue() + str(error)
+    return 0, out.getvalue()
+
+
+def test_nothing_to_report_when_files_and_rows_match(client):
+    send(client, documents=[pdf(), photo()])
+    status, output = find_orphans()
+    assert status == 0
+    assert "0 file(s) with no row, 0 row(s) with no file." in output
+
+
+def test_finds_a_file_with_no_row_and_a_row_with_no_file(client, documents_dir):
+    send(client, documents=[pdf(), photo()])
+    first, second = Document.objects.order_by("pk")
+    # A file a crashed worker left behind, long ago, and one still being saved now.
+    old_stray = documents_dir / "2026" / "11" / ("a" * 32 + ".pdf")
+    old_stray.write_bytes(b"%PDF-1.7 left by a crash")
+    os.utime(old_stray, (time.time() - AN_HOUR_AND_A_BIT,) * 2)
+    in_flight = documents_dir / "2026" / "11" / ("b" * 32 + ".pdf")
+    in_flight.write_bytes(b"%PDF-1.7 being saved")
+    # A row whose file has gone.
+    (documents_dir / second.file.name).unlink()
+
+    status, output = find_orphans()
+    assert status == 1
+    assert "File with no row: 2026/11/" + "a" * 32 + ".pdf" in output
+    assert "b" * 32 not in output
+    reference = Inquiry.objects.get().reference
+    assert f"Row with no file: document {second.pk} of inquiry {reference}" in output
+    assert f"document {first.pk} " not in output
+    assert "1 file(s) with no row, 1 row(s) with no file." in output
+    assert old_stray.exists()  # reporting removes nothing
+
+
+def test_stray_files_can_be_removed_rows_never_are(client, documents_dir):
+    send(client, documents=[pdf()])
+    stray = documents_dir / ("c" * 32 + ".jpg")
+    stray.write_bytes(b"\xff\xd8 left by a crash")
+    os.utime(stray, (time.time() - AN_HOUR_AND_A_BIT,) * 2)
+    status, output = find_orphans("--remove-stray-files")
+    assert status == 1 and "(removed)" in output
+    assert not stray.exists()
+    assert Document.objects.count() == 1
+    assert find_orphans()[0] == 0
+
+
+def test_finds_both_in_the_s3_bucket_too(s3, client):
+    send(client, documents=[pdf(), photo()])
+    s3.put_object(Bucket=TEST_BUCKET, Key="documents/2026/11/stray.pdf", Body=b"x")
+    gone = Document.objects.order_by("pk").last()
+    s3.delete_object(Bucket=TEST_BUCKET, Key=f"documents/{gone.file.name}")
+    status, output = find_orphans("--grace-minutes", "0")
+    assert status == 1
+    assert "File with no row: 2026/11/stray.pdf" in output
+    assert f"Row with no file: document {gone.pk} " in output

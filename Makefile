@@ -14,12 +14,13 @@ BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python3.13 |
 # Tests need a secret key because debug is off in them, as in production.
 TEST_ENV := DJANGO_SECRET_KEY=insecure-key-for-tests-only DJANGO_DEBUG=0
 
-.PHONY: help run serve test lint test-deps vendor clean
+.PHONY: help run serve test lint test-deps bench vendor clean
 
 help:
 	@echo "make run    start the site on http://127.0.0.1:$(PORT)/ (SQLite, demo content)"
 	@echo "make test   lint, then the whole test suite on SQLite and PostgreSQL, browser tests included"
 	@echo "make serve  the production stack locally: gunicorn, debug off (needs DJANGO_SECRET_KEY)"
+	@echo "make bench  speed and memory, measured side by side; writes bench/results.json"
 
 $(VENV)/.installed: pyproject.toml
 	@$(BASE_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
@@ -47,9 +48,12 @@ serve: $(VENV)/.installed
 	@echo "CancerFax Guides (production stack) on http://127.0.0.1:$(PORT)/"
 	PORT=$(PORT) $(VENV)/bin/gunicorn cancerfax.wsgi:application -c gunicorn.conf.py
 
+# The suite on SQLite, then on PostgreSQL (with the two-server test), then the load and
+# fault tests once: they start a PostgreSQL server of their own, to stop it.
 test: lint test-deps
-	$(TEST_ENV) $(PY) -m pytest
-	$(TEST_ENV) tests/with-postgres.sh $(PY) -m pytest
+	$(TEST_ENV) $(PY) -m pytest -m "not faults"
+	$(TEST_ENV) tests/with-postgres.sh $(PY) -m pytest -m "not faults"
+	$(TEST_ENV) $(PY) -m pytest -m faults
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -63,6 +67,12 @@ test-deps:
 	@command -v chromium >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium; }
 	@test -x $(PG_BIN)/initdb || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq postgresql-15; }
 	@command -v redis-server >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq redis-server; }
+
+# Benchmarks: wrk from Debian as the load generator, and a PostgreSQL server of their own.
+bench: $(VENV)/.installed
+	@command -v wrk >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq wrk; }
+	@test -x $(PG_BIN)/initdb || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq postgresql-15; }
+	$(PY) bench/run.py
 
 # Refreshes the vendored Bootstrap stylesheet from its npm package.
 vendor:

@@ -2,6 +2,9 @@
 environment variable named beside it."""
 
 import os
+import shutil
+import time
+from pathlib import Path
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # Two workers a core is gunicorn's own advice for a site that mostly waits on its database.
@@ -22,3 +25,47 @@ access_log_format = (
     '{"time": "%(t)s", "logger": "access", "method": "%(m)s", "path": "%(U)s", '
     '"status": %(s)s, "bytes": "%(B)s", "ms": %(M)s, "request_id": "%({x-request-id}o)s"}'
 )
+
+# Uploads in progress: each worker writes them in a folder of its own, so that when a
+# worker dies mid-upload (killed, or stopped by the timeout) the master deletes exactly what
+# it left, at once. Django reads the folder from UPLOADS_IN_PROGRESS (see settings).
+UPLOADS = (
+    Path(os.environ.get("DATA_DIR", "").strip() or Path(__file__).resolve().parent / "var")
+    / "uploads-in-progress"
+)
+
+
+def worker_folder(pid: int) -> Path:
+    return UPLOADS / f"worker-{pid}"
+
+
+def post_fork(server, worker):
+    # Runs in the new worker, before it loads Django.
+    os.environ["UPLOADS_IN_PROGRESS"] = str(worker_folder(os.getpid()))
+
+
+def child_exit(server, worker):
+    # Runs in the master whenever a worker ends, however it ended.
+    shutil.rmtree(worker_folder(worker.pid), ignore_errors=True)
+
+
+def on_starting(server):
+    # What workers of an earlier master left, if the whole server was killed: folders of
+    # processes that no longer run, or untouched for longer than any request may last.
+    if not UPLOADS.is_dir():
+        return
+    for folder in UPLOADS.glob("worker-*"):
+        pid = int(folder.name.removeprefix("worker-") or 0)
+        idle = time.time() - folder.stat().st_mtime
+        if not _running(pid) or idle > 2 * timeout:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

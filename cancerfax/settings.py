@@ -302,7 +302,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "documents": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        # Django's file storage, which also removes a file whose writing failed midway.
+        "BACKEND": "inquiries.storage.PrivateFileSystemStorage",
         "OPTIONS": {
             "location": DATA_DIR / "documents",
             "base_url": None,
@@ -329,7 +330,11 @@ MB = 1024 * 1024
 # Medical documents sent with an inquiry are stored outside every public URL (the
 # "documents" storage above), readable by the server's user only; uploads in progress go
 # to a private folder too.
-FILE_UPLOAD_TEMP_DIR = DATA_DIR / "uploads-in-progress"
+# Under gunicorn each worker has a folder of its own in there (gunicorn.conf.py), which the
+# master deletes when the worker dies, so that a killed upload leaves nothing behind.
+FILE_UPLOAD_TEMP_DIR = Path(
+    os.environ.get("UPLOADS_IN_PROGRESS", "").strip() or DATA_DIR / "uploads-in-progress"
+)
 FILE_UPLOAD_PERMISSIONS = 0o600
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 # Anything larger than this is written to the private folder while it arrives, never held
@@ -373,6 +378,9 @@ CACHES = {
     if REDIS_URL
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
+# How long a rendered guide page is kept (any edit replaces it at once); 0 renders every
+# request afresh, as the benchmark's cold figure measures.
+GUIDE_CACHE_SECONDS = env_int("GUIDE_CACHE_SECONDS", 24 * 60 * 60)
 SILENCED_SYSTEM_CHECKS = [
     # One process counts on its own with the local-memory cache; several app servers need a
     # shared cache for the rate limit to hold across them.

@@ -77,7 +77,8 @@ def cached_guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
         # new as the later of the two.
         changed = datetime.fromtimestamp(version / 1e9, tz=UTC)
         page = GuidePage(html, quote_etag(f"{slug}-{version}"), max(guide.updated_at, changed))
-        cache.set(key, page, timeout=24 * 60 * 60)
+        if settings.GUIDE_CACHE_SECONDS:
+            cache.set(key, page, timeout=settings.GUIDE_CACHE_SECONDS)
     return page
 
 

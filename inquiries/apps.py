@@ -10,5 +10,8 @@ class InquiriesConfig(AppConfig):
 
     def ready(self) -> None:
         # Uploads are written here while they arrive; Django needs the folder to exist, and
-        # nobody but the server's user may read it.
-        Path(settings.FILE_UPLOAD_TEMP_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+        # nobody but the server's user may read it, nor the folders it creates around it.
+        folder = Path(settings.FILE_UPLOAD_TEMP_DIR)
+        missing = [path for path in (folder, *folder.parents) if not path.exists()]
+        for path in reversed(missing):
+            path.mkdir(mode=0o700, exist_ok=True)

@@ -16,6 +16,19 @@ from .tasks import queue_emails
 
 logger = logging.getLogger(__name__)
 
+# Which inquiry this browser sent, for the thank-you page and the "already sent" notice: a
+# signed cookie rather than the session, so that showing the reference of an inquiry that
+# is stored never depends on one more database write (nor does a family need a session).
+SENT_COOKIE = "inquiry_sent"
+SENT_SALT = "inquiries.sent"
+SENT_SECONDS = 30 * 60
+
+
+def sent_reference(request: HttpRequest) -> str | None:
+    return request.get_signed_cookie(
+        SENT_COOKIE, default=None, salt=SENT_SALT, max_age=SENT_SECONDS
+    )
+
 
 def attempt_rate(group, request) -> str:
     """Every sending of the form counts, four times as loosely as stored inquiries: a family
@@ -42,8 +55,9 @@ def new_inquiry(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         form = InquiryForm(initial={"submission_id": uuid.uuid4()})
         # After "Back", the browser shows the form again, filled in: say that it was sent.
-        sent = request.session.get("inquiry_reference")
-        return render(request, "inquiries/new.html", {"form": form, "already_sent": sent})
+        return render(
+            request, "inquiries/new.html", {"form": form, "already_sent": sent_reference(request)}
+        )
 
     form = InquiryForm(
         request.POST, request.FILES, upload_problems=getattr(request, "upload_problems", [])
@@ -75,18 +89,34 @@ def new_inquiry(request: HttpRequest) -> HttpResponse:
             return render(request, "inquiries/new.html", {"form": form}, status=503)
         else:
             logger.info("Inquiry %s received", inquiry.reference)
-            queue_emails(inquiry)
+            try:
+                queue_emails(inquiry)
+            except DatabaseError as error:
+                # Stored, with its emails as rows: send_notifications sends them later. The
+                # family must hear that it arrived, not that something failed.
+                logger.error(
+                    "Emails for %s left for retry: %s", inquiry.reference, type(error).__name__
+                )
     if already is not None:
         form.discard_documents()
         inquiry = already
-    request.session["inquiry_reference"] = inquiry.reference
-    return redirect("inquiries:thank_you")
+    response = redirect("inquiries:thank_you")
+    response.set_signed_cookie(
+        SENT_COOKIE,
+        inquiry.reference,
+        salt=SENT_SALT,
+        max_age=SENT_SECONDS,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
 
 
 @never_cache
 @require_safe
 def thank_you(request: HttpRequest) -> HttpResponse:
-    reference = request.session.get("inquiry_reference")
+    reference = sent_reference(request)
     if not reference:
         return redirect("inquiries:new")
     return render(request, "inquiries/thank_you.html", {"reference": reference})

@@ -146,14 +146,17 @@ def _xref_and_trailer(offsets: list[int], xref_at: int) -> bytes:
     return xref + trailer
 
 
-def large_pdf(path: Path, size_mb: int = 20, hidden_token: bytes = b"") -> Path:
+def large_pdf(
+    path: Path, size_mb: int = 20, hidden_token: bytes = b"", seed: int = 20260416
+) -> Path:
     """Writes a one-page PDF of just under `size_mb` MB to `path`, a megabyte at a time.
 
     The bulk is a stream of random bytes, like the compressed image of a scanned page.
     `hidden_token` (e.g. b"/JS ") is written inside that stream: binary image data can
-    hold any bytes, and a check must not mistake them for a script.
+    hold any bytes, and a check must not mistake them for a script. Another `seed` makes
+    another file of the same size.
     """
-    rng = random.Random(20260416)  # noqa: S311 - the same test file every run, not a secret
+    rng = random.Random(seed)  # noqa: S311 - the same test file every run, not a secret
     length = size_mb * MB - 2048  # what the objects around the stream take
     offsets = []
     with path.open("wb") as out:

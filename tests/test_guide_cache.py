@@ -64,3 +64,12 @@ def test_an_unpublished_guide_is_not_served_from_the_cache(client, leukemia_guid
     leukemia_guide.published = False
     leukemia_guide.save()
     assert client.get(url).status_code == 404
+
+
+def test_with_no_cache_time_every_reader_gets_a_fresh_render(client, leukemia_guide, settings):
+    settings.GUIDE_CACHE_SECONDS = 0
+    url = leukemia_guide.get_absolute_url()
+    client.get(url)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    assert len(queries) > 0

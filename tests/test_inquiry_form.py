@@ -454,3 +454,32 @@ def test_behind_the_load_balancer_each_visitor_has_their_own_limit(client, setti
     # request counts by its own address, which has had its one inquiry.
     assert send_from("203.0.113.50", via="192.0.2.200").status_code == 302
     assert send_from("203.0.113.51", via="192.0.2.200").status_code == 429
+
+
+def test_a_family_needs_no_session_and_the_reference_cookie_is_private(client):
+    from django.contrib.sessions.models import Session
+
+    response = send(client)
+    assert Session.objects.count() == 0
+    cookie = response.cookies["inquiry_sent"]
+    assert cookie["httponly"] is True and cookie["samesite"] == "Lax"
+    assert cookie["max-age"] == 1800
+    # A forged cookie is ignored: the thank-you page sends the visitor back to the form.
+    forged = Client()
+    forged.cookies["inquiry_sent"] = "CF-AAAA-BBBB"
+    assert forged.get("/inquiries/thank-you/").url == FORM_URL
+
+
+def test_a_database_failure_after_storing_still_thanks_the_family(client, monkeypatch):
+    from django.db import OperationalError
+
+    def connection_lost(inquiry):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("inquiries.views.queue_emails", connection_lost)
+    response = send(client)
+    assert response.status_code == 302
+    reference = Inquiry.objects.get().reference
+    assert reference in client.get(response.url).content.decode()
+    # The emails wait as rows for send_notifications.
+    assert Notification.objects.undelivered().count() == 2

@@ -11,10 +11,8 @@ import hashlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from playwright.sync_api import expect
 from .browser.test_inquiry_in_chromium import fill_in
 from .conftest import ROOT, code_from_typed_key
 from .sample_files import pdf_bytes
+from .servers import free_port, start, wait_for_port
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 
@@ -43,41 +42,6 @@ BUCKET = "cancerfax-documents"
 EDITOR = ("editor", "a-long-fictional-pass")
 # Low enough to reach in a few sendings; each server alone would never reach it.
 RATE_LIMIT = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} stopped:\n{log.read_text()[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing answered on port {port}:\n{log.read_text()[-3000:]}")
-
-
-def start(stack: ExitStack, command: list[str], log: Path, **kwargs) -> subprocess.Popen:
-    output = stack.enter_context(log.open("w"))
-    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, **kwargs)
-
-    def stop() -> None:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    stack.callback(stop)
-    return process
 
 
 @dataclass

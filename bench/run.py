@@ -1,0 +1,290 @@
+"""`make bench`: the site's speed and memory, measured side by side on this machine.
+
+Starts a PostgreSQL server of its own and gunicorn as `make serve` runs it, then measures:
+- guide page throughput and p99 latency (wrk, 16 connections) against the same bytes served
+  as a static file by the same server, with the page cache on and off;
+- SQL queries per guide page, for the guide as shipped and with ten times its content;
+- the first load of the guide, compressed as served (HTML and stylesheets);
+- peak server memory growth while a 20 MB PDF is received (bench/upload_memory.py);
+- inquiry submissions per second with a 1 MB PDF, 16 clients against 1.
+
+Every speed figure is a ratio of two measurements taken in the same run, alternated, so that
+a busy machine slows both alike. Prints a table and writes bench/results.json.
+"""
+
+import gzip
+import http.client
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import upload_memory  # noqa: E402  (bench/ is on the path when run as a script)
+
+from tests.sample_files import large_pdf  # noqa: E402
+from tests.servers import Family, PostgresServer, manage, start_gunicorn  # noqa: E402
+
+GUIDE = "/guides/gene-therapy-for-leukemia/"
+STATIC_COPY = ROOT / "staticfiles" / "bench" / "guide.html"
+ROUNDS = 3
+SECONDS = 5
+CLIENTS = 16
+
+
+def wrk(url: str) -> tuple[float, float]:
+    """Requests a second and p99 latency in ms, over SECONDS with CLIENTS connections."""
+    result = subprocess.run(
+        ["wrk", "-t2", f"-c{CLIENTS}", f"-d{SECONDS}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", result.stdout).group(1))
+    value, unit = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", result.stdout).groups()
+    p99 = float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
+    if errors:
+        raise RuntimeError(f"{url} answered {errors.group(1)} errors:\n{result.stdout}")
+    return rate, p99
+
+
+def side_by_side(page: str, static: str) -> dict:
+    """The page and the static copy, alternated ROUNDS times; medians of each."""
+    pages, statics = [], []
+    for _ in range(ROUNDS):
+        statics.append(wrk(static))
+        pages.append(wrk(page))
+    page_rate = statistics.median(r for r, _ in pages)
+    static_rate = statistics.median(r for r, _ in statics)
+    return {
+        "page_rps": page_rate,
+        "page_p99_ms": statistics.median(p for _, p in pages),
+        "static_rps": static_rate,
+        "static_p99_ms": statistics.median(p for _, p in statics),
+        "ratio": page_rate / static_rate,
+    }
+
+
+def fetch(url: str, **headers: str) -> tuple[int, dict, bytes]:
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    path = "/" + url.split("//")[1].split("/", 1)[1]
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.request("GET", path, headers=headers)
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response.status, dict(response.getheaders()), body
+
+
+def first_load_kb(site: str) -> dict:
+    """What a first visit to the guide transfers, compressed as a browser asks for it."""
+    asks = {"Accept-Encoding": "br, gzip"}
+    _, _, html = fetch(site + GUIDE, **asks)
+    sizes = {"html": len(html)}
+    page = gzip.decompress(html).decode() if html[:2] == b"\x1f\x8b" else html.decode()
+    for href in re.findall(r'<link[^>]+rel="stylesheet"[^>]+href="([^"]+)"', page):
+        sizes[href.rsplit("/", 1)[1]] = len(fetch(site + href, **asks)[2])
+    scripts = re.findall(r'<script[^>]+src="([^"]+)"', page)
+    for src in scripts:
+        sizes[src.rsplit("/", 1)[1]] = len(fetch(site + src, **asks)[2])
+    return {"kb": sum(sizes.values()) / 1024, "parts": sizes}
+
+
+def queries_per_page(env: dict) -> dict:
+    """SQL queries for one render of the guide, as shipped and with ten times the content."""
+    script = """
+import json, django
+django.setup()
+from django.core.cache import cache
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from tests.conftest import build_guide
+
+def count(url, fresh=True):
+    if fresh:
+        cache.clear()
+    with CaptureQueriesContext(connection) as queries:
+        assert Client().get(url).status_code == 200
+    return len(queries)
+
+shipped = count("/guides/gene-therapy-for-leukemia/")
+cached = count("/guides/gene-therapy-for-leukemia/", fresh=False)
+big = build_guide(slug="bench-ten-times", items=20)
+print(json.dumps({"shipped": shipped, "ten_times": count(big.get_absolute_url()),
+                  "cached": cached}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={
+            **env,
+            "DJANGO_SETTINGS_MODULE": "cancerfax.settings",
+            "DJANGO_ALLOWED_HOSTS": "testserver",
+            "PYTHONPATH": str(ROOT),
+        },  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode:
+        raise RuntimeError(result.stderr)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def submissions_per_second(site: str, reports: list[bytes], clients: int) -> float:
+    def send(report: bytes) -> int:
+        return Family(site).send([("scan.pdf", report)]).status
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        statuses = list(pool.map(send, reports))
+    elapsed = time.perf_counter() - started
+    if set(statuses) != {302}:
+        raise RuntimeError(f"submissions failed: {sorted(set(statuses))}")
+    return len(reports) / elapsed
+
+
+def machine() -> dict:
+    cpu = re.search(r"model name\s+:\s+(.+)", Path("/proc/cpuinfo").read_text())
+    return {
+        "cpu": cpu.group(1) if cpu else platform.processor(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+    }
+
+
+def main() -> int:
+    figures: dict = {}
+    postgres = PostgresServer()
+    folder = postgres.folder.parent / f"cancerfax-bench-{os.getpid()}"
+    folder.mkdir()
+    with ExitStack() as stack:
+        stack.callback(postgres.remove)
+        stack.callback(lambda: STATIC_COPY.unlink(missing_ok=True))
+        with psycopg.connect(postgres.url(), autocommit=True) as connection:
+            connection.execute("CREATE DATABASE cancerfax")
+        env = {
+            "PATH": os.environ["PATH"],
+            "DJANGO_SECRET_KEY": "bench-only-key-not-secret",
+            "DJANGO_DEBUG": "0",
+            "DATABASE_URL": postgres.url("cancerfax"),
+            "DATA_DIR": str(folder),
+            "INQUIRY_RATE_LIMIT": "1000000/h",
+            "EMAIL_URL": "console:",
+            "LOG_LEVEL": "WARNING",
+        }
+        for command in (
+            ["migrate", "-v0"],
+            ["loaddata", "fixtures/guides.json", "-v0"],
+            ["collectstatic", "--noinput", "-v0"],
+        ):
+            result = manage(env, *command)
+            if result.returncode:
+                raise RuntimeError(result.stderr)
+
+        # The static copy: the very bytes the page answers, served by whitenoise.
+        with ExitStack() as first:
+            site, _ = start_gunicorn(first, env, folder / "gunicorn-copy.log")
+            html = fetch(site + GUIDE)[2]
+        STATIC_COPY.parent.mkdir(parents=True, exist_ok=True)
+        STATIC_COPY.write_bytes(html)
+
+        for mode, extra in (("cached", {}), ("cold", {"GUIDE_CACHE_SECONDS": "0"})):
+            with ExitStack() as server:
+                site, _ = start_gunicorn(server, {**env, **extra}, folder / f"gunicorn-{mode}.log")
+                copy = site + "/static/bench/guide.html"
+                if fetch(copy)[2] != html or fetch(site + GUIDE)[2] != html:
+                    raise RuntimeError("the page and its static copy must be the same bytes")
+                figures[f"guide_{mode}"] = side_by_side(site + GUIDE, copy)
+                if mode == "cached":
+                    figures["first_load"] = first_load_kb(site)
+                    reports = [
+                        large_pdf(folder / f"scan-{n}.pdf", size_mb=1, seed=n).read_bytes()
+                        for n in range(CLIENTS * 8)
+                    ]
+                    one = submissions_per_second(site, reports[:16], clients=1)
+                    many = submissions_per_second(site, reports, clients=CLIENTS)
+                    figures["submissions"] = {
+                        "one_client_per_s": one,
+                        "sixteen_clients_per_s": many,
+                        "ratio": many / one,
+                    }
+        figures["queries"] = queries_per_page(env)
+    figures["upload_memory"] = upload_memory.measure()
+    report(figures)
+    return 0 if all(row[-1] != "FAIL" for row in rows(figures)) else 1
+
+
+def rows(f: dict) -> list[tuple[str, str, str, str]]:
+    cached, cold = f["guide_cached"], f["guide_cold"]
+    memory, queries, sub = f["upload_memory"], f["queries"], f["submissions"]
+
+    def verdict(ok: bool) -> str:
+        return "pass" if ok else "FAIL"
+
+    return [
+        ("Guide page, cached: throughput vs static copy",
+         f"{cached['page_rps']:.0f} vs {cached['static_rps']:.0f} req/s",
+         f"{cached['ratio']:.2f}", "≥ 0.85", verdict(cached["ratio"] >= 0.85)),
+        ("Guide page, cached: p99 latency vs static copy",
+         f"{cached['page_p99_ms']:.1f} vs {cached['static_p99_ms']:.1f} ms",
+         f"{cached['page_p99_ms'] / cached['static_p99_ms']:.2f}", "", ""),
+        ("Guide page, cold render: throughput vs static copy",
+         f"{cold['page_rps']:.0f} vs {cold['static_rps']:.0f} req/s",
+         f"{cold['ratio']:.2f}", "≥ 0.25", verdict(cold["ratio"] >= 0.25)),
+        ("Guide page, cold render: p99 latency vs static copy",
+         f"{cold['page_p99_ms']:.1f} vs {cold['static_p99_ms']:.1f} ms",
+         f"{cold['page_p99_ms'] / cold['static_p99_ms']:.2f}", "", ""),
+        ("SQL queries per guide page (shipped / 10× content / cached)",
+         f"{queries['shipped']} / {queries['ten_times']} / {queries['cached']}", "",
+         "≤ 8, constant",
+         verdict(queries["shipped"] <= 8 and queries["ten_times"] == queries["shipped"])),
+        ("First load of the guide, compressed",
+         f"{f['first_load']['kb']:.1f} KB", "", "≤ 60 KB", verdict(f["first_load"]["kb"] <= 60)),
+        ("Peak memory growth, 20 MB PDF upload (20 KB PDF beside it)",
+         f"{memory['big_mb']:.1f} MB ({memory['small_mb']:.1f} MB)", "", "< 10 MB",
+         verdict(memory["big_mb"] < 10 and memory["big_status"] == 302)),
+        ("Inquiries with a 1 MB PDF, PostgreSQL: 16 clients vs 1",
+         f"{sub['sixteen_clients_per_s']:.1f} vs {sub['one_client_per_s']:.1f} per s",
+         f"{sub['ratio']:.2f}", "", ""),
+    ]  # fmt: skip
+
+
+def report(figures: dict) -> None:
+    table = rows(figures)
+    header = ("Measure", "Measured", "Ratio", "Target", "")
+    widths = [max(len(str(row[i])) for row in [header, *table]) for i in range(5)]
+    for row in [header, tuple("-" * w for w in widths), *table]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    results = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "settings": {"wrk_seconds": SECONDS, "rounds": ROUNDS, "connections": CLIENTS},
+        "figures": figures,
+        "table": [
+            dict(zip(("measure", "measured", "ratio", "target", "verdict"), row, strict=True))
+            for row in table
+        ],  # fmt: skip
+    }
+    out = ROOT / "bench" / "results.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nWritten to {out.relative_to(ROOT)} ({results['machine']['cores']} cores, "
+          f"{results['machine']['cpu']}, {results['date']})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Real servers for the tests that need them: PostgreSQL, gunicorn as `make serve` runs it,
+and an HTTP client that sends the inquiry form as a browser would."""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from http.cookies import SimpleCookie
+from pathlib import Path
+
+import urllib3
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} stopped:\n{log.read_text()[-3000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing answered on port {port}:\n{log.read_text()[-3000:]}")
+
+
+def start(stack: ExitStack, command: list[str], log: Path, **kwargs) -> subprocess.Popen:
+    """Starts a process whose output goes to `log`, stopped when `stack` closes."""
+    output = stack.enter_context(log.open("w"))
+    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, **kwargs)
+
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    stack.callback(stop)
+    return process
+
+
+class PostgresServer:
+    """A PostgreSQL 15 cluster of the test's own, in a temporary folder, which the test may
+    stop and start again. As root it runs as the postgres user, as PostgreSQL requires."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="cancerfax-pg-"))
+        self.as_root = os.getuid() == 0
+        if self.as_root:
+            shutil.chown(self.folder, "postgres")
+        self._run("initdb", "-D", f"{self.folder}/db", "-U", "postgres", "--auth=trust",
+                  "--encoding=UTF8", "--locale=C.UTF-8")  # fmt: skip
+        self.start()
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(PG_BIN / program), *args]
+        if self.as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} "
+            "-c fsync=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._run("pg_ctl", "-D", f"{self.folder}/db", "-l", f"{self.folder}/server.log",
+                  "-w", "-t", "60", "-o", options, "start")  # fmt: skip
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", f"{self.folder}/db", "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", f"{self.folder}/db", "-m", "immediate", "stop")
+        except subprocess.CalledProcessError:
+            pass  # already stopped
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def manage(env: dict, *command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def start_gunicorn(stack: ExitStack, env: dict, log: Path) -> tuple[str, subprocess.Popen]:
+    port = free_port()
+    gunicorn = start(
+        stack,
+        [sys.executable, "-m", "gunicorn", "cancerfax.wsgi:application", "-c", "gunicorn.conf.py"],
+        log,
+        cwd=ROOT,
+        env={**env, "PORT": str(port)},
+    )
+    wait_for_port(port, gunicorn, log)
+    return f"http://127.0.0.1:{port}", gunicorn
+
+
+def worker_pids(master: subprocess.Popen) -> set[int]:
+    children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+    return {int(pid) for pid in children}
+
+
+FAMILY_FIELDS = {
+    "writer": "family",
+    "writer_name": "Sam Example",
+    "acting_for_patient_confirmed": "on",
+    "patient_name": "Ada Example",
+    "birth_year": "2009",
+    "country": "GB",
+    "email": "sam.example@example.org",
+    "diagnosis": "b-all",
+    "treatment_so_far": "Chemotherapy in 2025, relapse in 2026.",
+    "question": "Could CAR-T be an option?",
+    "language": "en",
+    "consent": "on",
+    "website": "",
+}
+
+
+class Family:
+    """One family's browser: it opens the form (for its CSRF cookie), then sends it."""
+
+    def __init__(self, site: str, http: urllib3.PoolManager | None = None) -> None:
+        self.site = site
+        self.http = http or urllib3.PoolManager(retries=False, timeout=120)
+        self.cookies: dict[str, str] = {}
+
+    def get(self, path: str) -> urllib3.BaseHTTPResponse:
+        response = self.http.request("GET", self.site + path, headers=self._headers(),
+                                     redirect=False)  # fmt: skip
+        self._keep_cookies(response)
+        return response
+
+    def send(self, files: list[tuple[str, bytes]]) -> urllib3.BaseHTTPResponse:
+        form = self.get("/inquiries/new/")
+        if form.status != 200:
+            return form
+        token = self.cookies["csrftoken"]
+        fields = [
+            *FAMILY_FIELDS.items(),
+            ("submission_id", str(uuid.uuid4())),
+            ("csrfmiddlewaretoken", token),
+            *(("documents", (name, content, "application/pdf")) for name, content in files),
+        ]
+        body, content_type = urllib3.encode_multipart_formdata(fields)
+        response = self.http.request(
+            "POST",
+            self.site + "/inquiries/new/",
+            body=body,
+            headers={**self._headers(), "Content-Type": content_type},
+            redirect=False,
+        )
+        self._keep_cookies(response)
+        return response
+
+    def reference(self) -> str:
+        page = self.get("/inquiries/thank-you/").data.decode()
+        return re.search(r"CF-\w{4}-\w{4}", page).group(0)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+
+    def _keep_cookies(self, response: urllib3.BaseHTTPResponse) -> None:
+        for header in response.headers.get_all("Set-Cookie") or []:
+            for name, morsel in SimpleCookie(header).items():
+                self.cookies[name] = morsel.value

@@ -206,6 +206,8 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "cancerfax.middleware.permissions_policy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Cached guide pages, like static files, need none of the layers below.
+    "guides.middleware.cached_guides_first",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -53,15 +53,36 @@ def guide_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 @dataclass(frozen=True)
 class GuidePage:
-    html: str
+    html: bytes  # encoded once, when rendered, not for every reader
     etag: str
     modified: datetime
 
 
 def cached_guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
-    """The rendered page, from the cache while no part of any guide has changed since."""
+    """The rendered page, from the cache while no part of any guide has changed since.
+
+    Asked for three times a request (ETag, Last-Modified, the body): looked up once."""
+    pages = request.__dict__.setdefault("_guide_pages", {})
+    if slug not in pages:
+        pages[slug] = _guide_page(request, slug)
+    return pages[slug]
+
+
+def page_key(slug: str, version: int | None = None) -> str:
+    return f"guide-page:{slug}:{version or content_version()}"
+
+
+def cached_guide_page_if_ready(request: HttpRequest, slug: str) -> GuidePage | None:
+    """The page if it is in the cache already, without rendering it (nor any query)."""
+    page = cache.get(page_key(slug))
+    if page is not None:
+        request.__dict__.setdefault("_guide_pages", {})[slug] = page
+    return page
+
+
+def _guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
     version = content_version()
-    key = f"guide-page:{slug}:{version}"
+    key = page_key(slug, version)
     page = cache.get(key)
     if page is None:
         guide = Guide.objects.published().with_content().filter(slug=slug).first()
@@ -76,7 +97,7 @@ def cached_guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
         # A change to any part bumps the version, not the guide's own date: the page is as
         # new as the later of the two.
         changed = datetime.fromtimestamp(version / 1e9, tz=UTC)
-        page = GuidePage(html, quote_etag(f"{slug}-{version}"), max(guide.updated_at, changed))
+        page = GuidePage(html.encode(), quote_etag(f"{slug}-{version}"), max(guide.updated_at, changed))
         if settings.GUIDE_CACHE_SECONDS:
             cache.set(key, page, timeout=settings.GUIDE_CACHE_SECONDS)
     return page

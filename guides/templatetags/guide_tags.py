@@ -10,8 +10,6 @@ from ..models import CITATION, Reference
 register = template.Library()
 logger = logging.getLogger(__name__)
 
-# The same escapes as Django's json_script, so that no text can close the <script> element.
-_JSON_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}
 
 
 def _citation_links(keys: str, citations: dict[str, Reference]) -> str:
@@ -72,7 +70,10 @@ def prose(text: str, citations: dict[str, Reference] | None = None) -> SafeStrin
 def ld_json(data: object) -> SafeString:
     """A JSON-LD <script> element, safe to place in HTML. It is data, never run, so it needs
     no CSP nonce, and the page holding it can be cached whole."""
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).translate(_JSON_ESCAPES)
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    # The same escapes as Django's json_script, so that no text can close the <script>
+    # element; replace() rather than translate(), many times faster on a long text.
+    payload = payload.replace("&", "\\u0026").replace("<", "\\u003C").replace(">", "\\u003E")
     return format_html(
         '<script type="application/ld+json">{}</script>',
         mark_safe(payload),  # noqa: S308 - escaped above, as json_script does

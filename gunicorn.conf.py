@@ -1,9 +1,9 @@
 """gunicorn settings for `make serve` and production. Each value can be changed through the
 environment variable named beside it."""
 
+import fcntl
 import os
 import shutil
-import time
 from pathlib import Path
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
@@ -30,11 +30,16 @@ access_log_format = (
 
 # Uploads in progress: each worker writes them in a folder of its own, so that when a
 # worker dies mid-upload (killed, or stopped by the timeout) the master deletes exactly what
-# it left, at once. Django reads the folder from UPLOADS_IN_PROGRESS (see settings).
+# it left, at once. Django reads the folder from UPLOADS_IN_PROGRESS (see settings), so the
+# application must load in each worker, after the fork.
+preload_app = False
 UPLOADS = (
     Path(os.environ.get("DATA_DIR", "").strip() or Path(__file__).resolve().parent / "var")
     / "uploads-in-progress"
 )
+# Held by each worker for as long as it lives: a folder whose lock can be taken belongs to
+# no running worker, whichever gunicorn started it.
+_held_lock = None
 
 
 def worker_folder(pid: int) -> Path:
@@ -43,7 +48,12 @@ def worker_folder(pid: int) -> Path:
 
 def post_fork(server, worker):
     # Runs in the new worker, before it loads Django.
-    os.environ["UPLOADS_IN_PROGRESS"] = str(worker_folder(os.getpid()))
+    global _held_lock
+    folder = worker_folder(os.getpid())
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _held_lock = (folder / ".lock").open("w")
+    fcntl.flock(_held_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.environ["UPLOADS_IN_PROGRESS"] = str(folder)
 
 
 def child_exit(server, worker):
@@ -52,22 +62,14 @@ def child_exit(server, worker):
 
 
 def on_starting(server):
-    # What workers of an earlier master left, if the whole server was killed: folders of
-    # processes that no longer run, or untouched for longer than any request may last.
-    if not UPLOADS.is_dir():
-        return
-    for folder in UPLOADS.glob("worker-*"):
-        pid = int(folder.name.removeprefix("worker-") or 0)
-        idle = time.time() - folder.stat().st_mtime
-        if not _running(pid) or idle > 2 * timeout:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    # What workers of an earlier master left, if the whole server was killed (or a worker
+    # ended without child_exit running): every worker folder no live worker holds.
+    for folder in UPLOADS.glob("worker-*") if UPLOADS.is_dir() else []:
+        try:
+            with (folder / ".lock").open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a running worker's
+        except OSError:
+            pass  # no lock file: never a running worker's
+        shutil.rmtree(folder, ignore_errors=True)

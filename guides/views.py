@@ -1,13 +1,16 @@
+import gzip
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.middleware.gzip import re_accepts_gzip
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date, quote_etag
 from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import condition, require_safe
@@ -34,7 +37,6 @@ def guide_list(request: HttpRequest) -> HttpResponse:
     return render(request, "guides/guide_list.html", {"guides": Guide.objects.published()})
 
 
-@gzip_page
 @require_safe
 @condition(
     etag_func=lambda request, slug: _page_etag(request, slug),
@@ -44,8 +46,18 @@ def guide_detail(request: HttpRequest, slug: str) -> HttpResponse:
     page = cached_guide_page(request, slug)
     if page is None:
         raise Http404("No published guide here")
-    response = HttpResponse(page.html)
-    response["ETag"] = page.etag
+    # Compressed once when rendered, like a static file, rather than for every reader.
+    if re_accepts_gzip.search(request.headers.get("Accept-Encoding", "")):
+        response = HttpResponse(page.gzipped)
+        response["Content-Encoding"] = "gzip"
+        # Another representation of the same page: a weak ETag, as Django's GZipMiddleware
+        # gives a page it compresses.
+        response["ETag"] = f"W/{page.etag}"
+    else:
+        response = HttpResponse(page.html)
+        response["ETag"] = page.etag
+    patch_vary_headers(response, ["Accept-Encoding"])
+    response["Content-Length"] = str(len(response.content))
     response["Last-Modified"] = http_date(page.modified.timestamp())
     response["Cache-Control"] = "public, max-age=0, must-revalidate"
     return response
@@ -53,7 +65,9 @@ def guide_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 @dataclass(frozen=True)
 class GuidePage:
-    html: bytes  # encoded once, when rendered, not for every reader
+    # Encoded and compressed once, when rendered, not for every reader.
+    html: bytes
+    gzipped: bytes
     etag: str
     modified: datetime
 
@@ -97,7 +111,13 @@ def _guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
         # A change to any part bumps the version, not the guide's own date: the page is as
         # new as the later of the two.
         changed = datetime.fromtimestamp(version / 1e9, tz=UTC)
-        page = GuidePage(html.encode(), quote_etag(f"{slug}-{version}"), max(guide.updated_at, changed))
+        encoded = html.encode()
+        page = GuidePage(
+            html=encoded,
+            gzipped=gzip.compress(encoded, compresslevel=6, mtime=0),
+            etag=quote_etag(f"{slug}-{version}"),
+            modified=max(guide.updated_at, changed),
+        )
         if settings.GUIDE_CACHE_SECONDS:
             cache.set(key, page, timeout=settings.GUIDE_CACHE_SECONDS)
     return page

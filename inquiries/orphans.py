@@ -31,16 +31,18 @@ def stored_names(folder: str = "") -> Iterator[str]:
 
 
 def find_orphans(grace: timedelta = timedelta(hours=1)) -> Orphans:
-    known = set(Document.objects.values_list("file", flat=True))
     cutoff = timezone.now() - grace
-    stray = sorted(
-        name
-        for name in stored_names()
-        if name not in known and documents_storage.get_modified_time(name) < cutoff
-    )
+    # Files first, rows after: a row committed in between then counts as known.
+    names = [n for n in stored_names() if documents_storage.get_modified_time(n) < cutoff]
+    known = set(Document.objects.values_list("file", flat=True))
+    stray = sorted(name for name in names if name not in known)
     missing = [
         document
         for document in Document.objects.select_related("inquiry").order_by("pk").iterator()
         if not documents_storage.exists(document.file.name)
     ]
-    return Orphans(stray_files=stray, missing_files=missing)
+    # A row erased meanwhile (its file goes after the row) is not missing anything.
+    still_there = set(
+        Document.objects.filter(pk__in=[d.pk for d in missing]).values_list("pk", flat=True)
+    )
+    return Orphans(stray_files=stray, missing_files=[d for d in missing if d.pk in still_there])

@@ -5,17 +5,19 @@ from django.core.files.storage import FileSystemStorage
 
 
 class PrivateFileSystemStorage(FileSystemStorage):
-    """Django's file storage, except that a write that fails midway (a full disk, a failing
-    one) removes the part already written: a document is stored whole or not at all."""
+    """Django's file storage, except that a write that stops midway (a full or failing disk,
+    a worker stopped by gunicorn's timeout) removes the part already written: a document is
+    stored whole or not at all."""
 
     def _save(self, name: str, content) -> str:
+        path = self.path(name)
+        existed = os.path.lexists(path)
         try:
             return super()._save(name, content)
-        except FileExistsError:
-            raise
-        except OSError:
-            # Names are random (inquiries.models.document_path), so the file at `name` is
-            # the one this call created.
-            with contextlib.suppress(OSError):
-                os.remove(self.path(name))
+        except BaseException as error:
+            # Only a file this call created: names are random, and another file of the same
+            # name (which Django would have written around) is never touched.
+            if not existed and not isinstance(error, FileExistsError):
+                with contextlib.suppress(OSError):
+                    os.remove(path)
             raise

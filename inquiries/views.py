@@ -106,6 +106,7 @@ def new_inquiry(request: HttpRequest) -> HttpResponse:
         inquiry.reference,
         salt=SENT_SALT,
         max_age=SENT_SECONDS,
+        path="/inquiries/",  # only the form and the thank-you page read it
         secure=settings.SESSION_COOKIE_SECURE,
         httponly=True,
         samesite="Lax",

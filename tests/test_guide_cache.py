@@ -104,3 +104,19 @@ def test_a_cached_page_still_checks_the_host(client, leukemia_guide):
     client.get(url)
     assert client.get(url, HTTP_HOST="attacker.example").status_code == 400
     assert client.head(url).status_code == 200
+
+
+def test_compressed_once_and_served_as_is_to_browsers_that_take_gzip(client, leukemia_guide):
+    import gzip
+
+    url = leukemia_guide.get_absolute_url()
+    plain = client.get(url)
+    for _ in range(2):  # rendered, then from the cache
+        packed = client.get(url, HTTP_ACCEPT_ENCODING="gzip, deflate, br")
+        assert packed["Content-Encoding"] == "gzip"
+        assert gzip.decompress(packed.content) == plain.content
+        assert packed["ETag"] == f"W/{plain['ETag']}"
+        assert "Accept-Encoding" in packed["Vary"]
+        assert int(packed["Content-Length"]) == len(packed.content)
+    again = client.get(url, HTTP_ACCEPT_ENCODING="gzip", HTTP_IF_NONE_MATCH=packed["ETag"])
+    assert again.status_code == 304

@@ -37,17 +37,18 @@ def test_finds_a_file_with_no_row_and_a_row_with_no_file(client, documents_dir):
     send(client, documents=[pdf(), photo()])
     first, second = Document.objects.order_by("pk")
     # A file a crashed worker left behind, long ago, and one still being saved now.
-    old_stray = documents_dir / "2026" / "11" / ("a" * 32 + ".pdf")
+    folder = (documents_dir / first.file.name).parent
+    old_stray = folder / ("a" * 32 + ".pdf")
     old_stray.write_bytes(b"%PDF-1.7 left by a crash")
     os.utime(old_stray, (time.time() - AN_HOUR_AND_A_BIT,) * 2)
-    in_flight = documents_dir / "2026" / "11" / ("b" * 32 + ".pdf")
+    in_flight = folder / ("b" * 32 + ".pdf")
     in_flight.write_bytes(b"%PDF-1.7 being saved")
     # A row whose file has gone.
     (documents_dir / second.file.name).unlink()
 
     status, output = find_orphans()
     assert status == 1
-    assert "File with no row: 2026/11/" + "a" * 32 + ".pdf" in output
+    assert f"File with no row: {old_stray.relative_to(documents_dir)}" in output
     assert "b" * 32 not in output
     reference = Inquiry.objects.get().reference
     assert f"Row with no file: document {second.pk} of inquiry {reference}" in output
@@ -77,3 +78,27 @@ def test_finds_both_in_the_s3_bucket_too(s3, client):
     assert status == 1
     assert "File with no row: 2026/11/stray.pdf" in output
     assert f"Row with no file: document {gone.pk} " in output
+
+
+def test_removing_strays_needs_a_safe_grace_period(client, documents_dir):
+    status, output = find_orphans("--remove-stray-files", "--grace-minutes", "0")
+    assert status == 1 and "needs --grace-minutes of 10 or more" in output
+
+
+def test_a_write_that_stops_midway_leaves_no_partial_file(tmp_path):
+    import errno
+
+    from django.core.files.base import ContentFile
+
+    from inquiries.storage import PrivateFileSystemStorage
+
+    class DiskFillsUp(ContentFile):
+        def chunks(self, chunk_size=None):
+            yield b"%PDF-1.7 the first part of a report"
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    storage = PrivateFileSystemStorage(location=tmp_path)
+    (tmp_path / "other.pdf").write_bytes(b"another document")
+    with pytest.raises(OSError, match="No space left"):
+        storage.save("2026/11/" + "d" * 32 + ".pdf", DiskFillsUp(b"x" * 100))
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["other.pdf"]

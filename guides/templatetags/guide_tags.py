@@ -11,7 +11,6 @@ register = template.Library()
 logger = logging.getLogger(__name__)
 
 
-
 def _citation_links(keys: str, citations: dict[str, Reference]) -> str:
     references = []
     for key in (key.strip() for key in keys.split(",")):

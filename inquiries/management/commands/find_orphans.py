@@ -5,6 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 from inquiries.models import documents_storage
 from inquiries.orphans import find_orphans
 
+SAFE_GRACE_MINUTES = 10  # far longer than any request may last (GUNICORN_TIMEOUT)
+
 
 class Command(BaseCommand):
     help = (
@@ -26,6 +28,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, grace_minutes: int, remove_stray_files: bool, **options) -> None:
+        if grace_minutes < 0:
+            raise CommandError("--grace-minutes cannot be negative.")
+        if remove_stray_files and grace_minutes < SAFE_GRACE_MINUTES:
+            # A younger file may be a document whose inquiry is being saved right now.
+            raise CommandError(
+                f"--remove-stray-files needs --grace-minutes of {SAFE_GRACE_MINUTES} or more."
+            )
         found = find_orphans(timedelta(minutes=grace_minutes))
         # Stored names are random and carry nothing about the family; references identify
         # the case for the coordinators without naming anyone.

@@ -368,8 +368,11 @@ if not re.fullmatch(r"\d+/\d*[smhd]", INQUIRY_RATE_LIMIT):
 RATELIMIT_VIEW = "inquiries.views.rate_limited"
 CSRF_FAILURE_VIEW = "inquiries.views.csrf_failure"
 
-# Local memory by default; with REDIS_URL (redis://host:6379/0) Django's own Redis backend,
-# shared by every app server, so that cached pages and the rate limit hold across them.
+# Files in DATA_DIR/cache by default, shared by every worker of one server (each gunicorn
+# worker is a process: a cache in one process's memory would keep serving a guide page that
+# an editor changed through another). With REDIS_URL (redis://host:6379/0), Django's own
+# Redis backend, shared by every app server, so that cached pages and the rate limit hold
+# across them.
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(
@@ -378,15 +381,21 @@ if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
     if REDIS_URL
-    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    else {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": DATA_DIR / "cache",
+        # Django's 300 would soon evict pages and rate-limit counts at random.
+        "OPTIONS": {"MAX_ENTRIES": 20_000},
+    }
 }
 # How long a rendered guide page is kept (any edit replaces it at once); 0 renders every
 # request afresh, as the benchmark's cold figure measures.
 GUIDE_CACHE_SECONDS = env_int("GUIDE_CACHE_SECONDS", 24 * 60 * 60)
 SILENCED_SYSTEM_CHECKS = [
-    # One process counts on its own with the local-memory cache; several app servers need a
-    # shared cache for the rate limit to hold across them.
+    # django-ratelimit wants memcached or Redis for atomic counts; the file cache counts
+    # well enough for one server, and REDIS_URL is the answer for several.
     "django_ratelimit.E003",
+    "django_ratelimit.W001",
     # HSTS is sent (DJANGO_HTTPS) but not "preload": a request to be built into browsers
     # binds every subdomain for good, a decision for the domain's owner, not this code.
     "security.W021",

@@ -52,8 +52,12 @@ def _test_storage(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache():
-    # The rate limit counts in the cache; every test starts with a clean count.
+def _fresh_cache(settings, tmp_path):
+    # The rate limit counts in the cache; every test starts with a clean count, in a cache
+    # folder of its own.
+    if settings.CACHES["default"]["BACKEND"].endswith("FileBasedCache"):
+        own = {**settings.CACHES["default"], "LOCATION": tmp_path / "cache"}
+        settings.CACHES = {"default": own}
     cache.clear()
 
 

@@ -259,3 +259,22 @@ def test_mail_server_down_then_back(site):
     assert len(delivered) == 2
     assert site.rows(UNSENT_FOR_REFERENCE, reference) == []
     site.assert_nothing_lost_or_left()
+
+
+def test_an_edit_shows_at_once_on_every_worker(site):
+    """Four workers, each a process of its own: the cache they share (files, or Redis)
+    must carry an edit made anywhere, here by another process altogether."""
+    assert manage(site.env, "loaddata", "fixtures/guides.json").returncode == 0
+    guide = "/guides/gene-therapy-for-leukemia/"
+    reader = Family(site.url)
+    for _ in range(12):  # every worker renders or reads the page into the cache
+        assert reader.get(guide).status == 200
+    lead = "Checked again by the editor, in another process."
+    edit = (
+        "from guides.models import Guide; g = Guide.objects.get(slug='gene-therapy-for-leukemia');"
+        f" g.lead = {lead!r}; g.save()"
+    )
+    result = manage(site.env, "shell", "-c", edit)
+    assert result.returncode == 0, result.stderr
+    pages = [reader.get(guide).data.decode() for _ in range(12)]
+    assert all(lead in page for page in pages)

@@ -81,8 +81,8 @@ def test_database_url_selects_postgresql():
     assert (shown["name"], shown["host"], shown["port"]) == ("cancerfax", "db.example", 6543)
 
 
-def test_cache_is_local_memory_unless_redis_url_is_set():
-    assert settings_with(DJANGO_SECRET_KEY="k")["cache"].endswith("LocMemCache")
+def test_cache_is_shared_files_unless_redis_url_is_set():
+    assert settings_with(DJANGO_SECRET_KEY="k")["cache"].endswith("FileBasedCache")
     shown = settings_with(DJANGO_SECRET_KEY="k", REDIS_URL="redis://cache.internal:6379/0")
     assert shown["cache"] == "django.core.cache.backends.redis.RedisCache"
 

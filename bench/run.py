@@ -209,6 +209,8 @@ def main() -> int:
         STATIC_COPY.write_bytes(html)
         STATIC_COPY.with_suffix(".html.gz").write_bytes(packed)
         for mode, extra in (("cached", {}), ("cold", {"GUIDE_CACHE_SECONDS": "0"})):
+            # Each mode starts with an empty cache (files in DATA_DIR/cache).
+            shutil.rmtree(folder / "cache", ignore_errors=True)
             with ExitStack() as server:
                 site, _ = start_gunicorn(server, {**env, **extra}, folder / f"gunicorn-{mode}.log")
                 copy = site + "/static/bench/guide.html"

@@ -86,9 +86,31 @@ def page_key(slug: str, version: int | None = None) -> str:
     return f"guide-page:{slug}:{version or content_version()}"
 
 
+# A page rendered for one content version never changes, so each worker also keeps the ones
+# it has read in its own memory: a reader then costs one small read of the shared cache (the
+# version), not the whole page. A new version is a new key; old ones are dropped.
+_pages_in_memory: dict[str, GuidePage] = {}
+_PAGES_IN_MEMORY = 32
+
+
+def _shared_or_local(key: str) -> GuidePage | None:
+    page = _pages_in_memory.get(key)
+    if page is None and settings.GUIDE_CACHE_SECONDS:
+        page = cache.get(key)
+        if page is not None:
+            _keep_in_memory(key, page)
+    return page
+
+
+def _keep_in_memory(key: str, page: GuidePage) -> None:
+    if len(_pages_in_memory) >= _PAGES_IN_MEMORY:
+        _pages_in_memory.clear()
+    _pages_in_memory[key] = page
+
+
 def cached_guide_page_if_ready(request: HttpRequest, slug: str) -> GuidePage | None:
     """The page if it is in the cache already, without rendering it (nor any query)."""
-    page = cache.get(page_key(slug))
+    page = _shared_or_local(page_key(slug))
     if page is not None:
         request.__dict__.setdefault("_guide_pages", {})[slug] = page
     return page
@@ -97,7 +119,7 @@ def cached_guide_page_if_ready(request: HttpRequest, slug: str) -> GuidePage | N
 def _guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
     version = content_version()
     key = page_key(slug, version)
-    page = cache.get(key)
+    page = _shared_or_local(key)
     if page is None:
         guide = Guide.objects.published().with_content().filter(slug=slug).first()
         if guide is None:
@@ -120,6 +142,7 @@ def _guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
         )
         if settings.GUIDE_CACHE_SECONDS:
             cache.set(key, page, timeout=settings.GUIDE_CACHE_SECONDS)
+            _keep_in_memory(key, page)
     return page
 
 

@@ -25,15 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.sample_files import large_pdf, pdf_bytes  # noqa: E402
+from tests.servers import free_port  # noqa: E402
 
 TARGET_MB = 10
 BOUNDARY = "----cancerfax-bench-" + uuid.uuid4().hex
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def kib(pid: int, field: str) -> int:

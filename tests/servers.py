@@ -127,21 +127,30 @@ def worker_pids(master: subprocess.Popen) -> set[int]:
     return {int(pid) for pid in children}
 
 
-FAMILY_FIELDS = {
-    "writer": "family",
-    "writer_name": "Sam Example",
-    "acting_for_patient_confirmed": "on",
-    "patient_name": "Ada Example",
-    "birth_year": "2009",
-    "country": "GB",
-    "email": "sam.example@example.org",
-    "diagnosis": "b-all",
-    "treatment_so_far": "Chemotherapy in 2025, relapse in 2026.",
-    "question": "Could CAR-T be an option?",
-    "language": "en",
-    "consent": "on",
-    "website": "",
-}
+PATIENT = "Ada Example"
+
+
+def form_data(**changes) -> dict:
+    """The inquiry form as a fictional family fills it in; a value of None leaves a field out."""
+    data = {
+        "writer": "family",
+        "writer_name": "Sam Example",
+        "acting_for_patient_confirmed": "on",
+        "patient_name": PATIENT,
+        "birth_year": "2009",
+        "country": "GB",
+        "email": "sam.example@example.org",
+        "phone": "+44 20 7946 0000",
+        "diagnosis": "b-all",
+        "treatment_so_far": "Chemotherapy in 2025.\r\nRelapse in 2026.",
+        "question": "Could CAR-T help my daughter?",
+        "language": "en",
+        "consent": "on",
+        "website": "",
+        "submission_id": str(uuid.uuid4()),
+    }
+    data.update(changes)
+    return {key: value for key, value in data.items() if value is not None}
 
 
 class Family:
@@ -164,8 +173,7 @@ class Family:
             return form
         token = self.cookies["csrftoken"]
         fields = [
-            *FAMILY_FIELDS.items(),
-            ("submission_id", str(uuid.uuid4())),
+            *form_data().items(),
             ("csrfmiddlewaretoken", token),
             *(("documents", (name, content, "application/pdf")) for name, content in files),
         ]

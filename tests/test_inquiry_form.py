@@ -17,34 +17,11 @@ from inquiries.models import CONSENT_TEXT, CONSENT_VERSION, Document, Inquiry, N
 
 from .conftest import files_in
 from .sample_files import jpeg_bytes, large_pdf, pdf_bytes
+from .servers import PATIENT, form_data
 
 pytestmark = pytest.mark.django_db
 
 FORM_URL = "/inquiries/new/"
-
-PATIENT = "Ada Example"
-
-
-def form_data(**changes) -> dict:
-    data = {
-        "writer": "family",
-        "writer_name": "Sam Example",
-        "acting_for_patient_confirmed": "on",
-        "patient_name": PATIENT,
-        "birth_year": "2009",
-        "country": "GB",
-        "email": "sam.example@example.org",
-        "phone": "+44 20 7946 0000",
-        "diagnosis": "b-all",
-        "treatment_so_far": "Chemotherapy in 2025.\r\nRelapse in 2026.",
-        "question": "Could CAR-T help my daughter?",
-        "language": "en",
-        "consent": "on",
-        "website": "",
-        "submission_id": str(uuid.uuid4()),
-    }
-    data.update(changes)
-    return {key: value for key, value in data.items() if value is not None}
 
 
 def pdf(name: str = "pathology-report.pdf", **options) -> SimpleUploadedFile:

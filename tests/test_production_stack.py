@@ -4,56 +4,35 @@ import http.client
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
+from contextlib import ExitStack
 
 import pytest
 
 from .conftest import ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .servers import manage, start_gunicorn
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     # One server for the module: migrating and collecting static files take seconds.
     tmp_path = tmp_path_factory.mktemp("production-stack")
-    port = free_port()
     env = {
         **os.environ,
         "DJANGO_SECRET_KEY": "production-stack-test-key",
         "DJANGO_DEBUG": "0",
         "DATA_DIR": str(tmp_path),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "PORT": str(port),
         "WEB_CONCURRENCY": "1",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    python = sys.executable
-    for command in (["migrate"], ["collectstatic", "--noinput"]):
-        subprocess.run([python, "manage.py", *command, "-v0"], cwd=ROOT, env=env, check=True)
-    gunicorn = [python, "-m", "gunicorn", "cancerfax.wsgi:application", "-c", "gunicorn.conf.py"]
+    for command in (["migrate", "-v0"], ["collectstatic", "--noinput", "-v0"]):
+        result = manage(env, *command)
+        assert result.returncode == 0, result.stderr
     log = tmp_path / "server.log"
-    output = log.open("w")
-    server = subprocess.Popen(gunicorn, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield port, log
-    finally:
-        server.terminate()
-        server.wait(10)
-        output.close()
+    with ExitStack() as stack:
+        url, _ = start_gunicorn(stack, env, log)
+        yield int(url.rsplit(":", 1)[1]), log
 
 
 def get(port: int, path: str, **headers: str) -> http.client.HTTPResponse:

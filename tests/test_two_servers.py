@@ -11,7 +11,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 import uuid
 from contextlib import ExitStack
@@ -24,9 +23,9 @@ import pytest
 from playwright.sync_api import expect
 
 from .browser.test_inquiry_in_chromium import fill_in
-from .conftest import ROOT, code_from_typed_key
+from .conftest import code_from_typed_key
 from .sample_files import pdf_bytes
-from .servers import free_port, start, wait_for_port
+from .servers import free_port, manage, start, start_gunicorn, wait_for_port
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 
@@ -134,44 +133,28 @@ def cluster(tmp_path_factory):
             "WEB_CONCURRENCY": "2",
             **credentials,
         }
-        setup = {**shared, "DATA_DIR": str(folder / "setup")}
-        manage = [sys.executable, "manage.py"]
+        setup = {
+            **shared,
+            "DATA_DIR": str(folder / "setup"),
+            "DJANGO_SUPERUSER_PASSWORD": EDITOR[1],
+        }
         for command in (
             ["migrate", "-v0"],
             ["loaddata", "fixtures/guides.json", "-v0"],
             ["collectstatic", "--noinput", "-v0"],
             ["createsuperuser", "--noinput", "--username", EDITOR[0], "--email", "e@example.org"],
         ):
-            subprocess.run(
-                manage + command,
-                cwd=ROOT,
-                env={**setup, "DJANGO_SUPERUSER_PASSWORD": EDITOR[1]},
-                check=True,
-                capture_output=True,
-            )
+            result = manage(setup, *command)
+            assert result.returncode == 0, result.stderr
 
         # Two app servers, each with a local folder of its own that must stay empty.
         urls, data_dirs = [], []
         for server in ("a", "b"):
-            port, data_dir = free_port(), folder / f"server-{server}"
+            data_dir = folder / f"server-{server}"
             data_dir.mkdir()
-            log = folder / f"server-{server}.log"
-            gunicorn = start(
-                stack,
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "cancerfax.wsgi:application",
-                    "-c",
-                    "gunicorn.conf.py",
-                ],
-                log,
-                cwd=ROOT,
-                env={**shared, "PORT": str(port), "DATA_DIR": str(data_dir)},
-            )
-            wait_for_port(port, gunicorn, log)
-            urls.append(f"http://127.0.0.1:{port}")
+            env = {**shared, "DATA_DIR": str(data_dir)}
+            url, _ = start_gunicorn(stack, env, folder / f"server-{server}.log")
+            urls.append(url)
             data_dirs.append(data_dir)
         yield Cluster(a=urls[0], b=urls[1], s3=s3, data_dirs=data_dirs)
 

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -22,10 +23,15 @@ def permissions_policy(get_response: Callable[[HttpRequest], HttpResponse]):
     return middleware
 
 
-class DatabaseUnavailableMiddleware:
-    """When the database cannot be reached, every page answers a calm 503 that says nothing
-    was saved, with Retry-After, instead of a 500. Django reconnects on the next request by
-    itself, so the site recovers when the database returns."""
+class ServiceUnavailableMiddleware:
+    """When the database, or Redis where a page cannot do without it, cannot be reached, the
+    page answers a calm 503 that says nothing was saved, with Retry-After, instead of a 500.
+    Django and redis-py reconnect by themselves, so the site recovers when the service
+    returns.
+
+    An editor's save needs Redis: it tells every server that the guide changed. Without it
+    the save is rolled back whole (the admin saves in a transaction), because a saved
+    correction would otherwise go unseen for as long as the cache keeps the old page."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
@@ -34,9 +40,12 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not isinstance(exception, OperationalError | InterfaceError):
+        if isinstance(exception, OperationalError | InterfaceError):
+            logger.error("Database unavailable: %s", type(exception).__name__)
+        elif isinstance(exception, RedisError):
+            logger.error("Cache unavailable: %s", type(exception).__name__)
+        else:
             return None
-        logger.error("Database unavailable: %s", type(exception).__name__)
         response = render(request, "503.html", status=503)
         response["Retry-After"] = "30"
         return response

@@ -217,9 +217,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
-    # Turns a refusal by the rate limit into RATELIMIT_VIEW's friendly 429 page.
-    "django_ratelimit.middleware.RatelimitMiddleware",
-    "cancerfax.middleware.DatabaseUnavailableMiddleware",
+    "cancerfax.middleware.ServiceUnavailableMiddleware",
     # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -365,7 +363,6 @@ if not re.fullmatch(r"\d+/\d*[smhd]", INQUIRY_RATE_LIMIT):
     raise ImproperlyConfigured(
         f"INQUIRY_RATE_LIMIT must look like 5/h, 20/d or 10/30m (got {INQUIRY_RATE_LIMIT!r})."
     )
-RATELIMIT_VIEW = "inquiries.views.rate_limited"
 CSRF_FAILURE_VIEW = "inquiries.views.csrf_failure"
 
 # Files in DATA_DIR/cache by default, shared by every worker of one server (each gunicorn
@@ -379,7 +376,14 @@ if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
         f"REDIS_URL must start with redis:// or rediss:// (got {REDIS_URL[:10]!r})."
     )
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        # Redis answers in well under a millisecond; one that has not answered within a
+        # second is down, and the site goes on without it (cancerfax/caches.py) rather than
+        # keeping every reader waiting.
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
     if REDIS_URL
     else {
         "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",

@@ -1,4 +1,5 @@
 import gzip
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,7 +16,11 @@ from django.utils.http import http_date, quote_etag
 from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import condition, require_safe
 
+from cancerfax.caches import CACHE_ERRORS
+
 from .models import Guide, Service, content_version
+
+logger = logging.getLogger(__name__)
 
 # Public pages are compressed here: they hold no secret and echo nothing a visitor sends, so
 # compression cannot leak anything (BREACH). Pages with personal data are never compressed.
@@ -50,15 +55,18 @@ def guide_detail(request: HttpRequest, slug: str) -> HttpResponse:
     if re_accepts_gzip.search(request.headers.get("Accept-Encoding", "")):
         response = HttpResponse(page.gzipped)
         response["Content-Encoding"] = "gzip"
-        # Another representation of the same page: a weak ETag, as Django's GZipMiddleware
-        # gives a page it compresses.
-        response["ETag"] = f"W/{page.etag}"
+        if page.etag:
+            # Another representation of the same page: a weak ETag, as Django's
+            # GZipMiddleware gives a page it compresses.
+            response["ETag"] = f"W/{page.etag}"
     else:
         response = HttpResponse(page.html)
-        response["ETag"] = page.etag
+        if page.etag:
+            response["ETag"] = page.etag
     patch_vary_headers(response, ["Accept-Encoding"])
     response["Content-Length"] = str(len(response.content))
-    response["Last-Modified"] = http_date(page.modified.timestamp())
+    if page.modified:
+        response["Last-Modified"] = http_date(page.modified.timestamp())
     response["Cache-Control"] = "public, max-age=0, must-revalidate"
     return response
 
@@ -68,8 +76,10 @@ class GuidePage:
     # Encoded and compressed once, when rendered, not for every reader.
     html: bytes
     gzipped: bytes
-    etag: str
-    modified: datetime
+    # Both None when the page was rendered without knowing the content version (the cache
+    # could not be reached): a browser's copy is then never said to be still good.
+    etag: str | None
+    modified: datetime | None
 
 
 def cached_guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
@@ -82,8 +92,8 @@ def cached_guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
     return pages[slug]
 
 
-def page_key(slug: str, version: int | None = None) -> str:
-    return f"guide-page:{slug}:{version or content_version()}"
+def page_key(slug: str, version: int) -> str:
+    return f"guide-page:{slug}:{version}"
 
 
 # A page rendered for one content version never changes, so each worker also keeps the ones
@@ -93,13 +103,23 @@ _pages_in_memory: dict[str, GuidePage] = {}
 _PAGES_IN_MEMORY = 32
 
 
-def _shared_or_local(key: str) -> GuidePage | None:
-    page = _pages_in_memory.get(key)
-    if page is None and settings.GUIDE_CACHE_SECONDS:
-        page = cache.get(key)
-        if page is not None:
-            _keep_in_memory(key, page)
-    return page
+def _stored_page(slug: str) -> tuple[int | None, GuidePage | None]:
+    """The content version, and the page rendered for it if a worker has kept one.
+
+    (None, None) while the cache cannot be reached: the page is then rendered for each
+    reader, slower but still there (cancerfax/caches.py)."""
+    try:
+        version = content_version()
+        key = page_key(slug, version)
+        page = _pages_in_memory.get(key)
+        if page is None and settings.GUIDE_CACHE_SECONDS:
+            page = cache.get(key)
+            if page is not None:
+                _keep_in_memory(key, page)
+    except CACHE_ERRORS as error:
+        logger.warning("Guide page rendered without the cache: %s", type(error).__name__)
+        return None, None
+    return version, page
 
 
 def _keep_in_memory(key: str, page: GuidePage) -> None:
@@ -110,39 +130,44 @@ def _keep_in_memory(key: str, page: GuidePage) -> None:
 
 def cached_guide_page_if_ready(request: HttpRequest, slug: str) -> GuidePage | None:
     """The page if it is in the cache already, without rendering it (nor any query)."""
-    page = _shared_or_local(page_key(slug))
+    _, page = _stored_page(slug)
     if page is not None:
         request.__dict__.setdefault("_guide_pages", {})[slug] = page
     return page
 
 
 def _guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
-    version = content_version()
-    key = page_key(slug, version)
-    page = _shared_or_local(key)
-    if page is None:
-        guide = Guide.objects.published().with_content().filter(slug=slug).first()
-        if guide is None:
-            return None
-        context = {
-            "guide": guide,
-            "citations": {reference.key: reference for reference in guide.references.all()},
-            "services": Service.objects.all(),
-        }
-        html = render_to_string("guides/guide_detail.html", context, request=request)
-        # A change to any part bumps the version, not the guide's own date: the page is as
-        # new as the later of the two.
-        changed = datetime.fromtimestamp(version / 1e9, tz=UTC)
-        encoded = html.encode()
-        page = GuidePage(
-            html=encoded,
-            gzipped=gzip.compress(encoded, compresslevel=6, mtime=0),
-            etag=quote_etag(f"{slug}-{version}"),
-            modified=max(guide.updated_at, changed),
-        )
-        if settings.GUIDE_CACHE_SECONDS:
+    version, page = _stored_page(slug)
+    if page is not None:
+        return page
+    guide = Guide.objects.published().with_content().filter(slug=slug).first()
+    if guide is None:
+        return None
+    context = {
+        "guide": guide,
+        "citations": {reference.key: reference for reference in guide.references.all()},
+        "services": Service.objects.all(),
+    }
+    encoded = render_to_string("guides/guide_detail.html", context, request=request).encode()
+    gzipped = gzip.compress(encoded, compresslevel=6, mtime=0)
+    if version is None:
+        return GuidePage(html=encoded, gzipped=gzipped, etag=None, modified=None)
+    # A change to any part bumps the version, not the guide's own date: the page is as new
+    # as the later of the two.
+    changed = datetime.fromtimestamp(version / 1e9, tz=UTC)
+    page = GuidePage(
+        html=encoded,
+        gzipped=gzipped,
+        etag=quote_etag(f"{slug}-{version}"),
+        modified=max(guide.updated_at, changed),
+    )
+    if settings.GUIDE_CACHE_SECONDS:
+        key = page_key(slug, version)
+        _keep_in_memory(key, page)
+        try:
             cache.set(key, page, timeout=settings.GUIDE_CACHE_SECONDS)
-            _keep_in_memory(key, page)
+        except CACHE_ERRORS as error:
+            logger.warning("Guide page not cached: %s", type(error).__name__)
     return page
 
 

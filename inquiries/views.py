@@ -8,7 +8,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 from django_ratelimit.core import is_ratelimited
-from django_ratelimit.decorators import ratelimit
+
+from cancerfax.caches import CACHE_ERRORS
 
 from .forms import InquiryForm
 from .models import STORAGE_ERRORS, Inquiry
@@ -30,27 +31,32 @@ def sent_reference(request: HttpRequest) -> str | None:
     )
 
 
-def attempt_rate(group, request) -> str:
+def over_limit(request: HttpRequest, group: str, rate: str, increment: bool) -> bool:
+    """Whether this client has gone past `rate` for `group` (counting this request if
+    `increment`). While the cache that keeps the counts cannot be reached, nobody is: a
+    family's inquiry matters more than a few minutes of keeping bots out."""
+    try:
+        return is_ratelimited(
+            request, group=group, key="ip", rate=rate, method="POST", increment=increment
+        )
+    except CACHE_ERRORS as error:
+        logger.warning("Rate limit %s not applied: %s", group, type(error).__name__)
+        return False
+
+
+def too_many_attempts(request: HttpRequest) -> bool:
     """Every sending of the form counts, four times as loosely as stored inquiries: a family
     correcting a mistake must not be locked out, a bot posting junk must."""
     count, period = settings.INQUIRY_RATE_LIMIT.split("/")
-    return f"{int(count) * 4}/{period}"
+    return over_limit(request, "inquiries.attempts", f"{int(count) * 4}/{period}", True)
 
 
 def too_many_inquiries(request: HttpRequest) -> bool:
-    return is_ratelimited(
-        request,
-        group="inquiries.stored",
-        key="ip",
-        rate=settings.INQUIRY_RATE_LIMIT,
-        method="POST",
-        increment=True,
-    )
+    return over_limit(request, "inquiries.stored", settings.INQUIRY_RATE_LIMIT, True)
 
 
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
-@ratelimit(key="ip", rate=attempt_rate, method="POST", block=True)
 def new_inquiry(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         form = InquiryForm(initial={"submission_id": uuid.uuid4()})
@@ -59,6 +65,8 @@ def new_inquiry(request: HttpRequest) -> HttpResponse:
             request, "inquiries/new.html", {"form": form, "already_sent": sent_reference(request)}
         )
 
+    if too_many_attempts(request):
+        return rate_limited(request)
     form = InquiryForm(
         request.POST, request.FILES, upload_problems=getattr(request, "upload_problems", [])
     )
@@ -130,7 +138,7 @@ def privacy(request: HttpRequest) -> HttpResponse:
     )
 
 
-def rate_limited(request: HttpRequest, exception=None) -> HttpResponse:
+def rate_limited(request: HttpRequest) -> HttpResponse:
     return render(request, "inquiries/rate_limited.html", status=429)
 
 

@@ -4,6 +4,7 @@ and an HTTP client that sends the inquiry form as a browser would."""
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -96,6 +97,40 @@ class PostgresServer:
         except subprocess.CalledProcessError:
             pass  # already stopped
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class RedisServer:
+    """Debian's redis-server on a free loopback port, nothing saved to disk. The test may
+    stop it, freeze it (it then takes connections and never answers) and start it again."""
+
+    def __init__(self, stack: ExitStack, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.stack = stack
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        program = shutil.which("redis-server")
+        assert program, "redis-server is missing: make test installs it"
+        command = [program, "--port", str(self.port), "--bind", "127.0.0.1",
+                   "--save", "", "--appendonly", "no", "--dir", str(self.folder)]  # fmt: skip
+        log = self.folder / "redis.log"
+        self.process = start(self.stack, command, log)
+        wait_for_port(self.port, self.process, log)
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def freeze(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
 
 
 def manage(env: dict, *command: str) -> subprocess.CompletedProcess:

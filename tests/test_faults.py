@@ -7,6 +7,7 @@ Run alone with `pytest -m faults`.
 """
 
 import hashlib
+import json
 import socket
 import subprocess
 import threading
@@ -21,7 +22,15 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from .sample_files import large_pdf, pdf_bytes
-from .servers import Family, PostgresServer, free_port, manage, start_gunicorn, worker_pids
+from .servers import (
+    Family,
+    PostgresServer,
+    RedisServer,
+    free_port,
+    manage,
+    start_gunicorn,
+    worker_pids,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -278,3 +287,46 @@ def test_an_edit_shows_at_once_on_every_worker(site):
     assert result.returncode == 0, result.stderr
     pages = [reader.get(guide).data.decode() for _ in range(12)]
     assert all(lead in page for page in pages)
+
+
+def test_redis_stopped_or_frozen_while_readers_and_families_come(site, tmp_path):
+    """Redis keeps cached pages and the rate-limit counts, nothing else: while it is gone or
+    hangs, readers still get the guide and families' reports are stored; when it is back,
+    pages are cached again, without restarting anything."""
+    assert manage(site.env, "loaddata", "fixtures/guides.json").returncode == 0
+    guide = "/guides/gene-therapy-for-leukemia/"
+    with ExitStack() as stack:
+        redis = RedisServer(stack, tmp_path)
+        env = {**site.env, "REDIS_URL": redis.url, "WEB_CONCURRENCY": "2"}
+        url, _ = start_gunicorn(stack, env, tmp_path / "gunicorn-redis.log")
+        reader, family = Family(url), Family(url)
+        assert "ETag" in reader.get(guide).headers
+        before = site.inquiry_count()
+
+        def answers_while_redis_is_out() -> None:
+            started = time.monotonic()
+            page = reader.get(guide)
+            assert page.status == 200
+            assert b"What this means for patients" in page.data
+            assert "ETag" not in page.headers
+            # Each cache call gives up after a second (settings.CACHES).
+            assert time.monotonic() - started < 5
+            assert family.send(small_pdf()).status == 302
+            health = reader.get("/healthz")
+            assert health.status == 503
+            assert json.loads(health.data)["cache"] == "down"
+
+        redis.freeze()  # takes connections, never answers
+        try:
+            answers_while_redis_is_out()
+        finally:
+            redis.thaw()
+        redis.stop()
+        answers_while_redis_is_out()
+
+        redis.start()
+        assert "ETag" in reader.get(guide).headers
+        assert reader.get("/healthz").status == 200
+        assert family.send(small_pdf()).status == 302
+    assert site.inquiry_count() == before + 3
+    site.assert_nothing_lost_or_left()

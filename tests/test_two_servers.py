@@ -10,7 +10,6 @@ server the suite was given, and stops and removes them all afterwards.
 import hashlib
 import os
 import re
-import shutil
 import sys
 import uuid
 from contextlib import ExitStack
@@ -25,7 +24,7 @@ from playwright.sync_api import expect
 from .browser.test_inquiry_in_chromium import fill_in
 from .conftest import code_from_typed_key
 from .sample_files import pdf_bytes
-from .servers import free_port, manage, start, start_gunicorn, wait_for_port
+from .servers import RedisServer, free_port, manage, start, start_gunicorn, wait_for_port
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 
@@ -54,29 +53,8 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     folder = tmp_path_factory.mktemp("two-servers")
-    redis_server = shutil.which("redis-server")
-    assert redis_server, "redis-server is missing: make test installs it"
     with ExitStack() as stack:
-        # Redis: nothing saved to disk, loopback only.
-        redis_port = free_port()
-        redis = start(
-            stack,
-            [
-                redis_server,
-                "--port",
-                str(redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(folder),
-            ],
-            folder / "redis.log",
-        )
-        wait_for_port(redis_port, redis, folder / "redis.log")
+        redis = RedisServer(stack, folder)
 
         # The object store, with a private bucket that blocks public access, as production's.
         s3_port = free_port()
@@ -125,7 +103,7 @@ def cluster(tmp_path_factory):
             "DJANGO_SECRET_KEY": "two-servers-test-key-shared-by-both-servers",
             "DJANGO_DEBUG": "0",
             "DATABASE_URL": re.sub(r"/[^/]*$", f"/{name}", DATABASE_URL),
-            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "REDIS_URL": redis.url,
             "DOCUMENTS_BUCKET": BUCKET,
             "DOCUMENTS_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
             "DOCUMENTS_S3_REGION": "us-east-1",

@@ -140,14 +140,10 @@ def _guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
     version, page = _stored_page(slug)
     if page is not None:
         return page
-    guide = Guide.objects.published().with_content().filter(slug=slug).first()
-    if guide is None:
+    context = guide_context(slug)
+    if context is None:
         return None
-    context = {
-        "guide": guide,
-        "citations": {reference.key: reference for reference in guide.references.all()},
-        "services": Service.objects.all(),
-    }
+    guide = context["guide"]
     encoded = render_to_string("guides/guide_detail.html", context, request=request).encode()
     gzipped = gzip.compress(encoded, compresslevel=6, mtime=0)
     if version is None:
@@ -169,6 +165,18 @@ def _guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
         except CACHE_ERRORS as error:
             logger.warning("Guide page not cached: %s", type(error).__name__)
     return page
+
+
+def guide_context(slug: str) -> dict | None:
+    """Everything the guide page shows, read from the database (8 queries)."""
+    guide = Guide.objects.published().with_content().filter(slug=slug).first()
+    if guide is None:
+        return None
+    return {
+        "guide": guide,
+        "citations": {reference.key: reference for reference in guide.references.all()},
+        "services": list(Service.objects.all()),
+    }
 
 
 def _page_etag(request: HttpRequest, slug: str) -> str | None:

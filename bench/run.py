@@ -3,7 +3,8 @@
 Starts a PostgreSQL server of its own and gunicorn as `make serve` runs it, then measures:
 - guide page throughput and p99 latency (wrk, 16 connections) against the same bytes served
   as a static file by the same server, with the page cache on and off;
-- the ceiling of a cold render: the page's queries alone, answered with its bytes unrendered;
+- a cold render taken apart: the page's bytes answered unrendered through Django, after the
+  page's queries (the ceiling of a cold render) and after none;
 - SQL queries per guide page, for the guide as shipped and with ten times its content;
 - the first load of the guide, compressed as served (HTML and stylesheets);
 - peak server memory growth while a 20 MB PDF is received (bench/upload_memory.py);
@@ -222,12 +223,18 @@ def main() -> int:
                     raise RuntimeError("the page and its static copy must be the same bytes")
                 figures[f"guide_{mode}"] = side_by_side(site + GUIDE, copy)
                 if mode == "cold":
-                    # The guide page's queries alone, answered with its bytes unrendered: the
-                    # fastest a cold render could ever be (bench/urls.py).
-                    ceiling = site + GUIDE.replace("/guides/", "/bench/guide-queries/")
-                    if fetch(ceiling, **gz)[2] != packed:
-                        raise RuntimeError("the ceiling must answer the page's bytes")
-                    figures["guide_queries_only"] = side_by_side(ceiling, copy)
+                    # A cold render taken apart (bench/urls.py): the page's bytes answered
+                    # unrendered, after the page's queries (the fastest a cold render could
+                    # ever be), and after no query at all.
+                    parts = {
+                        "guide_queries_only": GUIDE.replace("/guides/", "/bench/guide-queries/"),
+                        "no_queries": "/bench/no-queries/",
+                    }
+                    for name, path in parts.items():
+                        status, _, body = fetch(site + path, **gz)
+                        if status != 200 or body != packed:
+                            raise RuntimeError(f"{path} must answer the page's bytes")
+                        figures[name] = side_by_side(site + path, copy)
                 if mode == "cached":
                     figures["first_load"] = first_load_kb(site)
                     reports = [
@@ -248,7 +255,8 @@ def main() -> int:
 
 
 def rows(f: dict) -> list[tuple[str, str, str, str]]:
-    cached, cold, ceiling = f["guide_cached"], f["guide_cold"], f["guide_queries_only"]
+    cached, cold = f["guide_cached"], f["guide_cold"]
+    ceiling, bare = f["guide_queries_only"], f["no_queries"]
     memory, queries, sub = f["upload_memory"], f["queries"], f["submissions"]
 
     def verdict(ok: bool) -> str:
@@ -267,9 +275,13 @@ def rows(f: dict) -> list[tuple[str, str, str, str]]:
         ("Guide page, cold render: p99 latency vs static copy",
          f"{cold['page_p99_ms']:.1f} vs {cold['static_p99_ms']:.1f} ms",
          f"{cold['page_p99_ms'] / cold['static_p99_ms']:.2f}", "", ""),
-        ("Ceiling of a cold render: its queries alone, nothing rendered, vs static copy",
+        (f"Ceiling of a cold render: its {queries['shipped']} queries, nothing rendered, "
+         "vs static copy",
          f"{ceiling['page_rps']:.0f} vs {ceiling['static_rps']:.0f} req/s",
          f"{ceiling['ratio']:.2f}", "", ""),
+        ("The same bytes through Django, no query, nothing rendered, vs static copy",
+         f"{bare['page_rps']:.0f} vs {bare['static_rps']:.0f} req/s",
+         f"{bare['ratio']:.2f}", "", ""),
         ("SQL queries per guide page (shipped / 10× content / cached)",
          f"{queries['shipped']} / {queries['ten_times']} / {queries['cached']}", "",
          "≤ 8, constant",

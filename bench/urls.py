@@ -1,10 +1,12 @@
-"""`make bench` only: the site's pages, plus one that measures the ceiling of a cold render.
+"""`make bench` only: the site's pages, plus two that take a cold render apart.
 
-/bench/guide-queries/<slug>/ runs the guide page's database queries exactly as the page
-does (guides.views.guide_context), then answers the page's own bytes, compressed, from the
-static copy the benchmark made, without rendering anything. No render of the page can be
-faster than its queries alone, so this ceiling, measured side by side with the static copy,
-shows how much of a cold render's cost is reading the guide, and how much is rendering it.
+Both answer the guide page's own bytes, compressed, from the static copy the benchmark made,
+through the same middleware as a cold render, without rendering anything:
+- /bench/guide-queries/<slug>/ first runs the page's database queries exactly as the page
+  does (guides.views.guide_context). No render of the page can be faster: it is the ceiling
+  of a cold render.
+- /bench/no-queries/ runs none: what Django's request handling alone costs.
+Measured side by side with the static copy, they show where a cold render's time goes.
 """
 
 from functools import cache
@@ -24,13 +26,25 @@ def page_as_served() -> bytes:
     return STATIC_COPY.read_bytes()
 
 
-def queries_only(request: HttpRequest, slug: str) -> HttpResponse:
-    if guide_context(slug) is None:
-        raise Http404("No published guide here")
+def answer_as_served() -> HttpResponse:
     response = HttpResponse(page_as_served())
     response["Content-Encoding"] = "gzip"
     response["Content-Length"] = str(len(response.content))
     return response
 
 
-urlpatterns = [*site_urlpatterns, path("bench/guide-queries/<slug:slug>/", queries_only)]
+def queries_only(request: HttpRequest, slug: str) -> HttpResponse:
+    if guide_context(slug) is None:
+        raise Http404("No published guide here")
+    return answer_as_served()
+
+
+def no_queries(request: HttpRequest) -> HttpResponse:
+    return answer_as_served()
+
+
+urlpatterns = [
+    *site_urlpatterns,
+    path("bench/guide-queries/<slug:slug>/", queries_only),
+    path("bench/no-queries/", no_queries),
+]

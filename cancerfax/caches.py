@@ -1,9 +1,31 @@
 """The shared cache speeds the site up; nothing a reader or a family does depends on it. While
 it cannot be reached, guide pages are rendered afresh for each reader, the inquiry form takes
-sendings without its rate limit, and /healthz reports it down."""
+sendings without its rate limit, and /healthz reports it down. An editor's save is the one
+thing that needs it (guides.models.content_changed)."""
+
+import logging
+import time
 
 from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 # What the cache raises when it cannot be reached: Redis refusing, timing out or gone away
 # (REDIS_URL), or the disk under the default file cache failing.
 CACHE_ERRORS = (RedisError, OSError)
+
+# After a failure, each worker leaves the cache alone for a while: a Redis that hangs costs
+# a reader the one-second timeout once, not on every call of every request.
+RESTING_SECONDS = 10
+_resting_until = 0.0
+
+
+def cache_resting() -> bool:
+    """True while this worker goes without the cache after a failure."""
+    return time.monotonic() < _resting_until
+
+
+def cache_failed(error: Exception, what: str) -> None:
+    global _resting_until
+    _resting_until = time.monotonic() + RESTING_SECONDS
+    logger.warning("%s without the cache for %d s: %s", what, RESTING_SECONDS, type(error).__name__)

@@ -5,7 +5,7 @@ from datetime import date
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -40,7 +40,16 @@ def content_version() -> int:
     return cache.get_or_set(CONTENT_VERSION_KEY, time.time_ns, timeout=None)
 
 
-def content_changed(**kwargs) -> None:
+def content_changed(using: str | None = None, **kwargs) -> None:
+    # Now, inside the editor's transaction: if the cache cannot be told, the save fails and
+    # is rolled back, rather than going unseen behind a page cached for a day. And again once
+    # committed: a reader who came in between read the old rows and cached them under the
+    # version set now.
+    _new_content_version()
+    transaction.on_commit(_new_content_version, using=using, robust=True)
+
+
+def _new_content_version() -> None:
     cache.set(CONTENT_VERSION_KEY, time.time_ns(), timeout=None)
 
 

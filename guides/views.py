@@ -1,5 +1,4 @@
 import gzip
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,11 +15,9 @@ from django.utils.http import http_date, quote_etag
 from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import condition, require_safe
 
-from cancerfax.caches import CACHE_ERRORS
+from cancerfax.caches import CACHE_ERRORS, cache_failed, cache_resting
 
 from .models import Guide, Service, content_version
-
-logger = logging.getLogger(__name__)
 
 # Public pages are compressed here: they hold no secret and echo nothing a visitor sends, so
 # compression cannot leak anything (BREACH). Pages with personal data are never compressed.
@@ -103,22 +100,31 @@ _pages_in_memory: dict[str, GuidePage] = {}
 _PAGES_IN_MEMORY = 32
 
 
-def _stored_page(slug: str) -> tuple[int | None, GuidePage | None]:
+def _stored_page(request: HttpRequest, slug: str) -> tuple[int | None, GuidePage | None]:
     """The content version, and the page rendered for it if a worker has kept one.
 
     (None, None) while the cache cannot be reached: the page is then rendered for each
-    reader, slower but still there (cancerfax/caches.py)."""
-    try:
-        version = content_version()
-        key = page_key(slug, version)
-        page = _pages_in_memory.get(key)
-        if page is None and settings.GUIDE_CACHE_SECONDS:
-            page = cache.get(key)
-            if page is not None:
-                _keep_in_memory(key, page)
-    except CACHE_ERRORS as error:
-        logger.warning("Guide page rendered without the cache: %s", type(error).__name__)
-        return None, None
+    reader, slower but still there (cancerfax/caches.py). Asked for twice a request (the
+    middleware, then the view): looked up once."""
+    looked_up = request.__dict__.setdefault("_stored_guide_pages", {})
+    if slug not in looked_up:
+        looked_up[slug] = None, None
+        if not cache_resting():
+            try:
+                looked_up[slug] = _from_cache(slug)
+            except CACHE_ERRORS as error:
+                cache_failed(error, "Guide pages rendered")
+    return looked_up[slug]
+
+
+def _from_cache(slug: str) -> tuple[int, GuidePage | None]:
+    version = content_version()
+    key = page_key(slug, version)
+    page = _pages_in_memory.get(key)
+    if page is None and settings.GUIDE_CACHE_SECONDS:
+        page = cache.get(key)
+        if page is not None:
+            _keep_in_memory(key, page)
     return version, page
 
 
@@ -130,14 +136,14 @@ def _keep_in_memory(key: str, page: GuidePage) -> None:
 
 def cached_guide_page_if_ready(request: HttpRequest, slug: str) -> GuidePage | None:
     """The page if it is in the cache already, without rendering it (nor any query)."""
-    _, page = _stored_page(slug)
+    _, page = _stored_page(request, slug)
     if page is not None:
         request.__dict__.setdefault("_guide_pages", {})[slug] = page
     return page
 
 
 def _guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
-    version, page = _stored_page(slug)
+    version, page = _stored_page(request, slug)
     if page is not None:
         return page
     context = guide_context(slug)
@@ -163,7 +169,7 @@ def _guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
         try:
             cache.set(key, page, timeout=settings.GUIDE_CACHE_SECONDS)
         except CACHE_ERRORS as error:
-            logger.warning("Guide page not cached: %s", type(error).__name__)
+            cache_failed(error, "Guide pages rendered")
     return page
 
 

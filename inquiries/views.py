@@ -9,7 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 from django_ratelimit.core import is_ratelimited
 
-from cancerfax.caches import CACHE_ERRORS
+from cancerfax.caches import CACHE_ERRORS, cache_failed, cache_resting
 
 from .forms import InquiryForm
 from .models import STORAGE_ERRORS, Inquiry
@@ -35,12 +35,14 @@ def over_limit(request: HttpRequest, group: str, rate: str, increment: bool) -> 
     """Whether this client has gone past `rate` for `group` (counting this request if
     `increment`). While the cache that keeps the counts cannot be reached, nobody is: a
     family's inquiry matters more than a few minutes of keeping bots out."""
+    if cache_resting():
+        return False
     try:
         return is_ratelimited(
             request, group=group, key="ip", rate=rate, method="POST", increment=increment
         )
     except CACHE_ERRORS as error:
-        logger.warning("Rate limit %s not applied: %s", group, type(error).__name__)
+        cache_failed(error, "Inquiries taken")
         return False
 
 

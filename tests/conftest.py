@@ -12,6 +12,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from moto import mock_aws
 
+import cancerfax.caches
 from cancerfax.settings import env_documents_bucket
 from guides.models import (
     BalancePoint,
@@ -52,9 +53,10 @@ def _test_storage(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache(settings, tmp_path):
+def _fresh_cache(settings, tmp_path, monkeypatch):
     # The rate limit counts in the cache; every test starts with a clean count, in a cache
-    # folder of its own.
+    # folder of its own, and with a cache that no earlier test has left resting.
+    monkeypatch.setattr(cancerfax.caches, "_resting_until", 0.0)
     if settings.CACHES["default"]["BACKEND"].endswith("FileBasedCache"):
         own = {**settings.CACHES["default"], "LOCATION": tmp_path / "cache"}
         settings.CACHES = {"default": own}

@@ -305,12 +305,14 @@ def test_redis_stopped_or_frozen_while_readers_and_families_come(site, tmp_path)
 
         def answers_while_redis_is_out() -> None:
             started = time.monotonic()
-            page = reader.get(guide)
-            assert page.status == 200
-            assert b"What this means for patients" in page.data
-            assert "ETag" not in page.headers
-            # Each cache call gives up after a second (settings.CACHES).
-            assert time.monotonic() - started < 5
+            for _ in range(6):
+                page = reader.get(guide)
+                assert page.status == 200
+                assert b"What this means for patients" in page.data
+                assert "ETag" not in page.headers
+            # Each of the 2 workers waits out the one-second timeout once, then leaves Redis
+            # alone for a while (cancerfax/caches.py).
+            assert time.monotonic() - started < 4
             assert family.send(small_pdf()).status == 302
             health = reader.get("/healthz")
             assert health.status == 503
@@ -325,8 +327,12 @@ def test_redis_stopped_or_frozen_while_readers_and_families_come(site, tmp_path)
         answers_while_redis_is_out()
 
         redis.start()
-        assert "ETag" in reader.get(guide).headers
         assert reader.get("/healthz").status == 200
+        # Cached again once the workers' ten seconds of rest are over, with no restart.
+        deadline = time.monotonic() + 20
+        while "ETag" not in reader.get(guide).headers:
+            assert time.monotonic() < deadline, "pages were not cached again"
+            time.sleep(0.5)
         assert family.send(small_pdf()).status == 302
     assert site.inquiry_count() == before + 3
     site.assert_nothing_lost_or_left()

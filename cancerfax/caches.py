@@ -6,13 +6,17 @@ thing that needs it (guides.models.content_changed)."""
 import logging
 import time
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
 
 # What the cache raises when it cannot be reached: Redis refusing, timing out or gone away
 # (REDIS_URL), or the disk under the default file cache failing.
 CACHE_ERRORS = (RedisError, OSError)
+# Of those, the ones that say it cannot be reached at all.
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 # After a failure, each worker leaves the cache alone for a while: a Redis that hangs costs
 # a reader the one-second timeout once, not on every call of every request.
@@ -26,6 +30,14 @@ def cache_resting() -> bool:
 
 
 def cache_failed(error: Exception, what: str) -> None:
+    """Notes a failed call. Only a cache that cannot be reached is left to rest: one that
+    refuses a single command (out of memory, read-only after a failover) still answers the
+    others, and is tried again on the next call."""
     global _resting_until
-    _resting_until = time.monotonic() + RESTING_SECONDS
-    logger.warning("%s without the cache for %d s: %s", what, RESTING_SECONDS, type(error).__name__)
+    if isinstance(error, UNREACHABLE):
+        _resting_until = time.monotonic() + RESTING_SECONDS
+        logger.warning(
+            "%s without the cache for %d s: %s", what, RESTING_SECONDS, type(error).__name__
+        )
+    else:
+        logger.warning("%s without the cache this once: %s", what, type(error).__name__)

@@ -1,6 +1,5 @@
 import gzip
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.cache import cache
@@ -11,7 +10,7 @@ from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
-from django.utils.http import http_date, quote_etag
+from django.utils.http import quote_etag
 from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import condition, require_safe
 
@@ -39,11 +38,11 @@ def guide_list(request: HttpRequest) -> HttpResponse:
     return render(request, "guides/guide_list.html", {"guides": Guide.objects.published()})
 
 
+# An ETag and no Last-Modified: HTTP dates count whole seconds, and two saves within one
+# second (or a page cached while a save was being committed) would share a date, so a client
+# asking "changed since?" could be told no about a corrected page. The version is exact.
 @require_safe
-@condition(
-    etag_func=lambda request, slug: _page_etag(request, slug),
-    last_modified_func=lambda request, slug: _page_modified(request, slug),
-)
+@condition(etag_func=lambda request, slug: _page_etag(request, slug))
 def guide_detail(request: HttpRequest, slug: str) -> HttpResponse:
     page = cached_guide_page(request, slug)
     if page is None:
@@ -62,8 +61,6 @@ def guide_detail(request: HttpRequest, slug: str) -> HttpResponse:
             response["ETag"] = page.etag
     patch_vary_headers(response, ["Accept-Encoding"])
     response["Content-Length"] = str(len(response.content))
-    if page.modified:
-        response["Last-Modified"] = http_date(page.modified.timestamp())
     response["Cache-Control"] = "public, max-age=0, must-revalidate"
     return response
 
@@ -73,16 +70,15 @@ class GuidePage:
     # Encoded and compressed once, when rendered, not for every reader.
     html: bytes
     gzipped: bytes
-    # Both None when the page was rendered without knowing the content version (the cache
-    # could not be reached): a browser's copy is then never said to be still good.
+    # None when the page was rendered without knowing the content version (the cache could
+    # not be reached): a browser's copy is then never said to be still good.
     etag: str | None
-    modified: datetime | None
 
 
 def cached_guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
     """The rendered page, from the cache while no part of any guide has changed since.
 
-    Asked for three times a request (ETag, Last-Modified, the body): looked up once."""
+    Asked for twice a request (the ETag, the body): looked up once."""
     pages = request.__dict__.setdefault("_guide_pages", {})
     if slug not in pages:
         pages[slug] = _guide_page(request, slug)
@@ -149,20 +145,11 @@ def _guide_page(request: HttpRequest, slug: str) -> GuidePage | None:
     context = guide_context(slug)
     if context is None:
         return None
-    guide = context["guide"]
     encoded = render_to_string("guides/guide_detail.html", context, request=request).encode()
     gzipped = gzip.compress(encoded, compresslevel=6, mtime=0)
     if version is None:
-        return GuidePage(html=encoded, gzipped=gzipped, etag=None, modified=None)
-    # A change to any part bumps the version, not the guide's own date: the page is as new
-    # as the later of the two.
-    changed = datetime.fromtimestamp(version / 1e9, tz=UTC)
-    page = GuidePage(
-        html=encoded,
-        gzipped=gzipped,
-        etag=quote_etag(f"{slug}-{version}"),
-        modified=max(guide.updated_at, changed),
-    )
+        return GuidePage(html=encoded, gzipped=gzipped, etag=None)
+    page = GuidePage(html=encoded, gzipped=gzipped, etag=quote_etag(f"{slug}-{version}"))
     if settings.GUIDE_CACHE_SECONDS:
         key = page_key(slug, version)
         _keep_in_memory(key, page)
@@ -188,11 +175,6 @@ def guide_context(slug: str) -> dict | None:
 def _page_etag(request: HttpRequest, slug: str) -> str | None:
     page = cached_guide_page(request, slug)
     return page.etag if page else None
-
-
-def _page_modified(request: HttpRequest, slug: str) -> datetime | None:
-    page = cached_guide_page(request, slug)
-    return page.modified if page else None
 
 
 @require_safe

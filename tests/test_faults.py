@@ -21,6 +21,8 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
+from cancerfax.caches import RESTING_SECONDS
+
 from .sample_files import large_pdf, pdf_bytes
 from .servers import (
     Family,
@@ -318,13 +320,17 @@ def test_redis_stopped_or_frozen_while_readers_and_families_come(site, tmp_path)
             assert health.status == 503
             assert json.loads(health.data)["cache"] == "down"
 
+        log = tmp_path / "gunicorn-redis.log"
         redis.freeze()  # takes connections, never answers
         try:
             answers_while_redis_is_out()
         finally:
             redis.thaw()
+        assert f"without the cache for {RESTING_SECONDS} s: TimeoutError" in log.read_text()
         redis.stop()
+        time.sleep(RESTING_SECONDS + 0.5)  # the workers try Redis again, and find it gone
         answers_while_redis_is_out()
+        assert f"without the cache for {RESTING_SECONDS} s: ConnectionError" in log.read_text()
 
         redis.start()
         assert reader.get("/healthz").status == 200

@@ -12,13 +12,14 @@ Measured side by side with the static copy, they show where a cold render's time
 from functools import cache
 from pathlib import Path
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import path
 
 from cancerfax.urls import urlpatterns as site_urlpatterns
 from guides.views import guide_context
 
-STATIC_COPY = Path(__file__).resolve().parent.parent / "staticfiles" / "bench" / "guide.html.gz"
+STATIC_COPY = Path(settings.STATIC_ROOT) / "bench" / "guide.html.gz"
 
 
 @cache

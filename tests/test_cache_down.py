@@ -21,12 +21,12 @@ from .test_inquiry_form import pdf, send
 pytestmark = pytest.mark.django_db
 
 
-def redis_nowhere() -> dict:
-    """Redis as production configures it, on a port where nothing listens."""
+def redis_nowhere(port: int | None = None) -> dict:
+    """Redis as production configures it, on a port where nothing listens (by default)."""
     return {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "LOCATION": f"redis://127.0.0.1:{port or free_port()}/0",
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
@@ -67,13 +67,7 @@ def test_a_worker_leaves_a_failed_cache_alone_for_ten_seconds(
 
 def test_a_hung_cache_is_waited_for_once_not_on_every_request(client, leukemia_guide, settings):
     with socket.create_server(("127.0.0.1", 0)) as silent:  # takes connections, never answers
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
-                "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-            }
-        }
+        settings.CACHES = redis_nowhere(silent.getsockname()[1])
         for _ in range(3):
             assert client.get(leukemia_guide.get_absolute_url()).status_code == 200
         silent.setblocking(False)

@@ -3,11 +3,13 @@ and the document storage all work, and 503 naming what does not. It says nothing
 
 import json
 import logging
+import os
 import uuid
+from pathlib import Path
 from collections.abc import Callable
 
 from django.core.cache import cache
-from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 
@@ -30,8 +32,16 @@ def _cache() -> None:
 
 
 def _storage() -> None:
-    name = documents_storage.save(f"healthz/{uuid.uuid4().hex}", ContentFile(b"ok"))
-    documents_storage.delete(name)
+    # Read only: an anonymous probe must never make the site write. A local folder must be
+    # there to write into (or its parent, before the first document); a bucket must answer.
+    if isinstance(documents_storage, FileSystemStorage):
+        folder = Path(documents_storage.location)
+        while not folder.exists():
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError("the documents folder cannot be written to")
+    else:
+        documents_storage.exists("healthz")
 
 
 CHECKS: dict[str, Callable[[], None]] = {

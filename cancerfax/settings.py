@@ -264,6 +264,15 @@ TEMPLATES = [
 ]
 
 DATA_DIR = Path(os.environ.get("DATA_DIR", "").strip() or BASE_DIR / "var")
+# The data folder holds the SQLite database (sessions, authenticator keys), documents, the
+# cache and uploads: everything this process creates is private to the server's user, and
+# so is the folder and what an earlier start may have left in it, whatever the umask the
+# process was started with.
+os.umask(0o077)
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+DATA_DIR.chmod(0o700)
+for _entry in DATA_DIR.iterdir():
+    _entry.chmod(0o700 if _entry.is_dir() else 0o600)
 
 DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -320,7 +320,7 @@ class InquiryAdmin(SimpleHistoryAdmin):
         else:
             formset.save()
 
-    @admin.action(description="Assign to me")
+    @admin.action(description="Assign to me", permissions=["change"])
     def assign_to_me(self, request: HttpRequest, queryset: QuerySet[Inquiry]) -> None:
         for inquiry in queryset:
             inquiry.assign(to=request.user)
@@ -332,19 +332,19 @@ class InquiryAdmin(SimpleHistoryAdmin):
         label = Inquiry.Status(status).label
         self.message_user(request, f"{inquiries(len(queryset))} marked “{label}”.")
 
-    @admin.action(description="Mark as in review")
+    @admin.action(description="Mark as in review", permissions=["change"])
     def mark_in_review(self, request, queryset) -> None:
         self._set_status(request, queryset, Inquiry.Status.IN_REVIEW)
 
-    @admin.action(description="Mark as awaiting records")
+    @admin.action(description="Mark as awaiting records", permissions=["change"])
     def mark_awaiting_records(self, request, queryset) -> None:
         self._set_status(request, queryset, Inquiry.Status.AWAITING_RECORDS)
 
-    @admin.action(description="Mark as referred")
+    @admin.action(description="Mark as referred", permissions=["change"])
     def mark_referred(self, request, queryset) -> None:
         self._set_status(request, queryset, Inquiry.Status.REFERRED)
 
-    @admin.action(description="Try again to send emails not delivered")
+    @admin.action(description="Try again to send emails not delivered", permissions=["change"])
     def retry_emails(self, request, queryset) -> None:
         owed = Notification.objects.undelivered().filter(inquiry__in=queryset)
         results = [deliver(notification) for notification in owed.select_related("inquiry")]
@@ -366,6 +366,13 @@ class InquiryAdmin(SimpleHistoryAdmin):
         if not damaged:
             response["Retry-After"] = "30"
         return response
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        # History is for reading: django-simple-history only hides the revert button, and
+        # would still rewrite the case from a POST. A case changes through its own form.
+        if request.method not in ("GET", "HEAD"):
+            raise PermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
 
     def get_urls(self):
         download = self.admin_site.admin_view(self.download_document)

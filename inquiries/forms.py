@@ -1,4 +1,5 @@
 import logging
+import re
 
 import phonenumbers
 from crispy_forms.helper import FormHelper
@@ -31,6 +32,16 @@ def one_line(value: str) -> None:
     # them is either a mistake or an attempt to inject something.
     if "\r" in value or "\n" in value:
         raise ValidationError("Please write this on one line.", code="line_break")
+
+
+# One ordinary mailbox, name@example.org. The standards allow far more: a quoted name may
+# hold commas, spaces or a second address ("a@x.org, b@y.org"@z.org), and an address may
+# name a bare IP (x@[127.0.0.1]) or a local host. Mail software disagrees about all of it,
+# and a receipt must reach exactly one inbox.
+ORDINARY_MAILBOX = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[^\s@\[\]\"(),;:<>\\]+\.[^\s@\[\]\"(),;:<>\\.]+"
+)
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -227,6 +238,16 @@ class InquiryForm(forms.ModelForm):
         if not phonenumbers.is_valid_number(number):
             raise ValidationError(message, code="invalid")
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"]
+        if not ORDINARY_MAILBOX.fullmatch(email):
+            raise ValidationError(
+                "Please enter one email address, like name@example.com, with no spaces, "
+                "quotes, commas or brackets.",
+                code="invalid",
+            )
+        return email
 
     def clean_website(self) -> str:
         if self.cleaned_data["website"]:

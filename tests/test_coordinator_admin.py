@@ -4,7 +4,7 @@ import io
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.db import connection
@@ -12,7 +12,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from inquiries.models import Document, DocumentDownload, Inquiry, Note
+from inquiries.models import Document, DocumentDownload, Inquiry, Note, Notification
 
 from .conftest import files_in, sign_in_with_second_factor
 from .forms import form_data as admin_form_data
@@ -129,6 +129,58 @@ def test_assign_to_me_action_records_who_and_when(coordinator_client, coordinato
     assert last.history_change_reason == "Assigned to casey"
     page = coordinator_client.get(change_url(inquiry)).content.decode()
     assert "Assigned to casey" in page
+
+
+@pytest.fixture
+def viewer_client(client, db):
+    """A staff member who may only look at inquiries, as an auditor or a trainee might."""
+    viewer = User.objects.create_user("vic", password="another-fictional-pass", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_inquiry"))
+    sign_in_with_second_factor(client, viewer)
+    return client
+
+
+def handling(inquiry: Inquiry) -> tuple:
+    inquiry.refresh_from_db()
+    return (inquiry.status, inquiry.closed_reason, inquiry.assigned_to_id, inquiry.follow_up_on)
+
+
+@pytest.mark.parametrize(
+    "action",
+    ["assign_to_me", "mark_in_review", "mark_awaiting_records", "mark_referred", "retry_emails"],
+)
+def test_a_view_only_user_cannot_change_inquiries_through_bulk_actions(
+    viewer_client, inquiry, action
+):
+    Notification.objects.update(sent_at=None, attempts=1)
+    before = handling(inquiry)
+    page = viewer_client.get(LIST_URL).content.decode()
+    assert page.count('name="action"') == 0 or f'value="{action}"' not in page
+    viewer_client.post(LIST_URL, {"action": action, "_selected_action": [inquiry.pk]})
+    assert handling(inquiry) == before
+    assert inquiry.history.count() == 1
+    assert list(Notification.objects.values_list("attempts", flat=True)) == [1, 1]
+
+
+@pytest.mark.parametrize("who", ["viewer", "coordinator"])
+def test_the_history_page_cannot_revert_an_inquiry(
+    request, who, viewer_client, coordinator, inquiry
+):
+    if who == "coordinator":
+        browser = Client()
+        sign_in_with_second_factor(browser, coordinator)
+    else:
+        browser = viewer_client
+    inquiry.set_status(Inquiry.Status.IN_REVIEW)
+    first = inquiry.history.earliest("history_date")
+    url = f"{change_url(inquiry).removesuffix('change/')}history/{first.history_id}/"
+    assert browser.get(url).status_code == 200
+    before = handling(inquiry)
+    response = browser.post(
+        url, {"status": "closed", "closed_reason": "duplicate", "follow_up_on": "2027-01-01"}
+    )
+    assert response.status_code == 403
+    assert handling(inquiry) == before
 
 
 def test_status_change_in_the_form_is_recorded_and_closing_needs_a_reason(

@@ -265,6 +265,40 @@ def test_bad_text_gets_a_polite_message_next_to_its_field(
     assert f'aria-describedby="id_{field}_' in html or field == "birth_year"
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        '"sam,eve"@example.org',
+        '"sam@example.org, eve@example.net"@example.org',
+        '"sam example"@example.org',
+        "sam@[127.0.0.1]",
+        "sam@[IPv6:::1]",
+        "sam@localhost",
+        "sam\x07@example.org",
+        '"sam\x07"@example.org',
+        '"sam\teve"@example.org',
+        '"sam@example.org\\,eve"@example.org',
+        "sam@exam\x00ple.org",
+        "sam@example.org,eve@example.net",
+    ],
+)
+def test_a_receipt_goes_to_exactly_one_ordinary_mailbox(client, address):
+    response = send(client, email=address)
+    assert response.status_code == 400
+    assert Inquiry.objects.count() == 0
+    assert mail.outbox == []
+    summary = re.findall(r'<li><a href="#id_email">(.*?)</a>', response.content.decode())
+    assert summary and "like name@example.com" in summary[0]
+
+
+@pytest.mark.parametrize(
+    "address", ["sam.o'brien+cancerfax@example.co.uk", "x@sub.example-mail.org", "a@bü.example"]
+)
+def test_ordinary_addresses_are_accepted(client, address):
+    assert send(client, email=address).status_code == 302
+    assert Inquiry.objects.get().email == address
+
+
 def test_error_summary_links_to_each_field(client):
     html = send(client, email="nope", consent=None).content.decode()
     summary = html[

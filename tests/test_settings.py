@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -174,3 +175,32 @@ def test_deploy_check_fails_on_a_setting_meant_for_a_laptop(tmp_path, variable, 
     )
     assert result.returncode != 0
     assert warning in result.stderr
+
+
+def test_the_data_folder_and_everything_in_it_are_private_whatever_the_umask(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    # What an earlier start under a lax umask may have left.
+    (data / "db.sqlite3").touch(mode=0o644)
+    cache_and_write = (
+        "import django; django.setup(); from django.core.cache import cache; cache.set('k', 1)"
+    )
+    env = {**BASE_ENV, "DATA_DIR": str(data), "DJANGO_DEBUG": "1"}
+    for command in (["manage.py", "migrate", "-v0"], ["-c", cache_and_write]):
+        subprocess.run(
+            [sys.executable, *command],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            timeout=120,
+            preexec_fn=lambda: os.umask(0o022),
+        )
+    modes = {
+        str(path.relative_to(tmp_path)): stat.S_IMODE(path.stat().st_mode)
+        for path in [data, *data.rglob("*")]
+    }
+    assert modes["data"] == 0o700 and modes["data/db.sqlite3"] == 0o600
+    assert any(name.startswith("data/cache/") for name in modes)
+    assert {mode for mode in modes.values()} <= {0o700, 0o600}
+    for name, mode in modes.items():
+        assert mode == (0o700 if (tmp_path / name).is_dir() else 0o600), name

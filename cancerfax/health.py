@@ -5,8 +5,8 @@ import json
 import logging
 import os
 import uuid
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from django.core.cache import cache
 from django.core.files.storage import FileSystemStorage

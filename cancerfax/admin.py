@@ -24,10 +24,13 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.cache import never_cache
 from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from .authenticator_setup import send_setup_link, setup_state, user_for_setup_token
 
 logger = logging.getLogger(__name__)
 
@@ -78,18 +81,28 @@ class SecondFactorForm(forms.Form):
 
 
 PENDING_KEY = "pending_authenticator"
+SETUP_PERMIT_KEY = "authenticator_setup_permit"
 
 
-def authenticator_for(request: HttpRequest) -> tuple[TOTPDevice, bool]:
-    """The user's confirmed authenticator, or the one this session is setting up (and True).
+def may_set_up(request: HttpRequest) -> bool:
+    permit = request.session.get(SETUP_PERMIT_KEY) or {}
+    return permit.get("user") == request.user.pk and constant_time_compare(
+        permit.get("state", ""), setup_state(request.user)
+    )
 
-    A key being set up belongs to one session: someone else who signs in with the same
-    password gets a new key, which replaces it, so a key seen there can never become the
-    one the coordinator later confirms."""
+
+def authenticator_for(request: HttpRequest) -> tuple[TOTPDevice | None, bool]:
+    """The user's confirmed authenticator, or the one this session is setting up (and True);
+    (None, True) when there is none and this session may not set one up.
+
+    A key being set up belongs to one session, opened through the set-up link: someone else
+    who signs in with the same password sees no key at all."""
     user = request.user
     confirmed = TOTPDevice.objects.filter(user=user, confirmed=True).first()
     if confirmed:
         return confirmed, False
+    if not may_set_up(request):
+        return None, True
     pending = TOTPDevice.objects.filter(
         pk=request.session.get(PENDING_KEY), user=user, confirmed=False
     ).first()
@@ -157,6 +170,11 @@ class CoordinationSite(admin.AdminSite):
     def get_urls(self):
         return [
             path("two-factor/", never_cache(self.second_factor), name="two_factor"),
+            path(
+                "two-factor/set-up/<str:token>/",
+                never_cache(self.authenticator_setup),
+                name="authenticator_setup",
+            ),
             # Before Django's own logout, which is only for those fully signed in.
             path("logout/", never_cache(self.sign_out), name="logout"),
             *super().get_urls(),
@@ -177,6 +195,8 @@ class CoordinationSite(admin.AdminSite):
         if not awaits_second_factor(request):
             return HttpResponseRedirect(self._next_url(request))
         device, setting_up = authenticator_for(request)
+        if device is None:
+            return self._needs_setup_link(request)
         form = SecondFactorForm(device, request.POST or None)
         if request.method == "POST" and form.is_valid():
             if setting_up:
@@ -184,6 +204,7 @@ class CoordinationSite(admin.AdminSite):
                 form.device.save(update_fields=["confirmed"])
                 TOTPDevice.objects.filter(user=user, confirmed=False).delete()
                 del request.session[PENDING_KEY]
+                request.session.pop(SETUP_PERMIT_KEY, None)
             # A new session key for the more trusted session, as Django does at sign-in.
             request.session.cycle_key()
             django_otp.login(request, form.device)
@@ -203,3 +224,34 @@ class CoordinationSite(admin.AdminSite):
         if setting_up:
             context |= {"qr_code": qr_code_svg(device), "typed_key": key_for_typing(device)}
         return TemplateResponse(request, "admin/two_factor.html", context)
+
+    def _needs_setup_link(self, request: HttpRequest) -> HttpResponse:
+        sent = None
+        if request.method == "POST" and "send_link" in request.POST:
+            sent = send_setup_link(request.user)
+        context = {
+            **self.each_context(request),
+            "title": "Set up your authenticator app",
+            "needs_link": True,
+            "sent": sent,
+            "next": self._next_url(request),
+        }
+        return TemplateResponse(request, "admin/two_factor.html", context)
+
+    def authenticator_setup(self, request: HttpRequest, token: str) -> HttpResponse:
+        """The link from the email: this browser may now set up the authenticator, once the
+        password has been typed here too (before or after opening the link)."""
+        user = user_for_setup_token(token)
+        if user is None:
+            context = {
+                **self.each_context(request),
+                "title": "This link no longer works",
+                "hours": f"{settings.AUTHENTICATOR_SETUP_LINK_HOURS} hours",
+            }
+            return TemplateResponse(
+                request, "admin/authenticator_link_expired.html", context, status=400
+            )
+        request.session[SETUP_PERMIT_KEY] = {"user": user.pk, "state": setup_state(user)}
+        if request.user.is_authenticated and request.user.pk == user.pk:
+            return HttpResponseRedirect(reverse("admin:two_factor", current_app=self.name))
+        return HttpResponseRedirect(reverse("admin:login", current_app=self.name))

@@ -238,6 +238,9 @@ AXES_VERBOSE = False
 # Staff sign in with a password and a six-digit code from an authenticator app (TOTP). On
 # by default whenever debug is off; STAFF_TWO_FACTOR=0 turns it off for development only.
 STAFF_TWO_FACTOR = env_bool("STAFF_TWO_FACTOR", default=not DEBUG)
+# Setting up the authenticator app needs a link sent to the person's email address, valid
+# this long; the password alone never shows the key.
+AUTHENTICATOR_SETUP_LINK_HOURS = env_int("AUTHENTICATOR_SETUP_LINK_HOURS", 24)
 # The name an authenticator app shows beside the codes.
 OTP_TOTP_ISSUER = "CancerFax coordination"
 # Authenticator keys are never shown again in the admin once set.

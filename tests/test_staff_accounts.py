@@ -2,16 +2,20 @@
 a pause after repeated wrong passwords, and a code from an authenticator app."""
 
 import base64
+import io
 import re
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import User
+from django.core import mail
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from .conftest import code_from_typed_key, sign_in_with_second_factor
+from .conftest import sign_in_with_second_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -99,7 +103,9 @@ def send_code(client, code: str, next_url: str = "/admin/"):
 
 @pytest.fixture
 def casey(db) -> User:
-    return User.objects.create_user("casey", password="a-long-fictional-pass", is_staff=True)
+    return User.objects.create_user(
+        "casey", "casey@example.org", "a-long-fictional-pass", is_staff=True
+    )
 
 
 def test_a_password_alone_does_not_open_the_admin(client, casey):
@@ -111,8 +117,28 @@ def test_a_password_alone_does_not_open_the_admin(client, casey):
     assert client.get("/admin/login/").url.startswith(TWO_FACTOR_URL)
 
 
-def test_the_first_sign_in_sets_up_the_authenticator_app(client, casey):
+def setup_link_from_email() -> str:
+    """The set-up link in the last email, as a path (the test client's site has no host)."""
+    link = re.search(r"https?://\S+/admin/two-factor/set-up/\S+/", mail.outbox[-1].body).group(0)
+    return urlsplit(link).path
+
+
+def ask_for_setup_link(client) -> str:
+    response = client.post(TWO_FACTOR_URL, {"send_link": "1", "next": "/admin/"})
+    assert "We have sent a set-up link" in response.content.decode()
+    return setup_link_from_email()
+
+
+def test_the_first_sign_in_sets_up_the_authenticator_app_through_an_emailed_link(client, casey):
     sign_in(client, "a-long-fictional-pass")
+    page = client.get(f"{TWO_FACTOR_URL}?next=/admin/").content.decode()
+    # The password alone shows no key: a link to the person's own inbox is needed first.
+    assert "Email me a set-up link" in page and "two-factor-key" not in page
+    assert TOTPDevice.objects.count() == 0
+    link = ask_for_setup_link(client)
+    assert mail.outbox[-1].to == ["casey@example.org"]
+    assert client.get(link).url == TWO_FACTOR_URL
+
     page = client.get(f"{TWO_FACTOR_URL}?next=/admin/").content.decode()
     assert "Set up your authenticator app" in page
     assert '<figure class="two-factor-qr"' in page and "</svg></figure>" in page
@@ -128,6 +154,79 @@ def test_the_first_sign_in_sets_up_the_authenticator_app(client, casey):
     assert client.get("/admin/").status_code == 200
     device.refresh_from_db()
     assert device.confirmed is True
+    # The link worked once.
+    used = Client().get(link)
+    assert used.status_code == 400 and "no longer works" in used.content.decode()
+
+
+def test_the_link_may_be_opened_before_signing_in(casey):
+    browser = Client()
+    sign_in(Client(), "a-long-fictional-pass")
+    ask_for_setup_link_as(casey)
+    opened = browser.get(setup_link_from_email())
+    assert opened.url == "/admin/login/"
+    sign_in(browser, "a-long-fictional-pass")
+    assert "two-factor-key" in browser.get(TWO_FACTOR_URL).content.decode()
+
+
+def ask_for_setup_link_as(user: User) -> None:
+    browser = Client()
+    browser.force_login(user)
+    browser.post(TWO_FACTOR_URL, {"send_link": "1"})
+
+
+def test_a_second_browser_with_only_the_password_cannot_enrol(casey):
+    owner, intruder = Client(), Client()
+    sign_in(intruder, "a-long-fictional-pass")
+    sign_in(owner, "a-long-fictional-pass")
+    owner.get(ask_for_setup_link(owner))
+    assert "two-factor-key" in owner.get(TWO_FACTOR_URL).content.decode()
+    # The intruder, who knows the password but cannot read the owner's email, sees no key,
+    # and typing any code confirms nothing.
+    page = intruder.get(TWO_FACTOR_URL).content.decode()
+    assert "two-factor-key" not in page and "Email me a set-up link" in page
+    intruder.post(TWO_FACTOR_URL, {"code": "123456", "next": "/admin/"})
+    assert intruder.get("/admin/").status_code == 302
+    assert not TOTPDevice.objects.filter(confirmed=True).exists()
+
+
+def test_a_set_up_link_for_someone_else_or_tampered_with_opens_nothing(client, casey):
+    User.objects.create_user("robin", "robin@example.org", "another-fictional-pass", is_staff=True)
+    ask_for_setup_link_as(User.objects.get(username="robin"))
+    robins_link = setup_link_from_email()
+    sign_in(client, "a-long-fictional-pass")
+    client.get(robins_link)
+    assert "two-factor-key" not in client.get(TWO_FACTOR_URL).content.decode()
+    tampered = client.get(robins_link[:-6] + "xxxxx/")
+    assert tampered.status_code == 400 and "no longer works" in tampered.content.decode()
+
+
+def test_a_set_up_link_expires(client, casey, settings, monkeypatch):
+    sign_in(client, "a-long-fictional-pass")
+    link = ask_for_setup_link(client)
+    later = time.time() + settings.AUTHENTICATOR_SETUP_LINK_HOURS * 3600 + 60
+    monkeypatch.setattr("django.core.signing.time.time", lambda: later)
+    assert client.get(link).status_code == 400
+    assert "two-factor-key" not in client.get(TWO_FACTOR_URL).content.decode()
+
+
+def test_asking_again_and_again_sends_one_email_every_few_minutes(client, casey):
+    sign_in(client, "a-long-fictional-pass")
+    for _ in range(3):
+        ask_for_setup_link(client)
+    assert len(mail.outbox) == 1
+
+
+def test_an_operator_can_print_a_set_up_link_for_the_first_superuser(client, casey):
+    out = io.StringIO()
+    call_command("authenticator_link", "casey", stdout=out)
+    link = out.getvalue().strip()
+    assert link.startswith("http://127.0.0.1:8000/admin/two-factor/set-up/")
+    sign_in(client, "a-long-fictional-pass")
+    client.get(urlsplit(link).path)
+    assert "two-factor-key" in client.get(TWO_FACTOR_URL).content.decode()
+    with pytest.raises(CommandError):
+        call_command("authenticator_link", "nobody-here", stdout=out)
 
 
 def test_later_sign_ins_ask_for_the_code_only(client, casey):
@@ -215,25 +314,9 @@ def typed_key_on(page: str) -> str:
     return re.search(r'class="two-factor-key">([A-Z2-7 ]+)<', page).group(1)
 
 
-def test_a_key_seen_by_someone_else_with_the_password_never_becomes_the_coordinators(casey):
-    intruder, coordinator = Client(), Client()
-    sign_in(intruder, "a-long-fictional-pass")
-    seen = typed_key_on(intruder.get(TWO_FACTOR_URL).content.decode())
-    sign_in(coordinator, "a-long-fictional-pass")
-    shown = typed_key_on(coordinator.get(TWO_FACTOR_URL).content.decode())
-    assert shown != seen
-    device = TOTPDevice.objects.get(user=casey)  # the intruder's key is gone
-    assert send_code(coordinator, code_at(device)).url == "/admin/"
-    # The intruder's session can neither use its key nor confirm a new one.
-    assert "Type your code" in intruder.get(TWO_FACTOR_URL).content.decode()
-    assert (
-        "That code did not match" in send_code(intruder, code_from_typed_key(seen)).content.decode()
-    )
-    assert TOTPDevice.objects.filter(user=casey).count() == 1
-
-
 def test_reloading_the_setup_page_keeps_the_same_key(client, casey):
     sign_in(client, "a-long-fictional-pass")
+    client.get(ask_for_setup_link(client))
     first = typed_key_on(client.get(TWO_FACTOR_URL).content.decode())
     assert typed_key_on(client.get(TWO_FACTOR_URL).content.decode()) == first
     assert TOTPDevice.objects.filter(user=casey).count() == 1

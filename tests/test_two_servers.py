@@ -15,6 +15,7 @@ import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import boto3
 import psycopg
@@ -48,6 +49,7 @@ class Cluster:
     b: str
     s3: object
     data_dirs: list[Path]
+    setup_link: str
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +126,8 @@ def cluster(tmp_path_factory):
         ):
             result = manage(setup, *command)
             assert result.returncode == 0, result.stderr
+        printed = manage(setup, "authenticator_link", EDITOR[0])
+        assert printed.returncode == 0, printed.stderr
 
         # Two app servers, each with a local folder of its own that must stay empty.
         urls, data_dirs = [], []
@@ -134,7 +138,9 @@ def cluster(tmp_path_factory):
             url, _ = start_gunicorn(stack, env, folder / f"server-{server}.log")
             urls.append(url)
             data_dirs.append(data_dir)
-        yield Cluster(a=urls[0], b=urls[1], s3=s3, data_dirs=data_dirs)
+        yield Cluster(
+            a=urls[0], b=urls[1], s3=s3, data_dirs=data_dirs, setup_link=printed.stdout.strip()
+        )
 
 
 def send_inquiry(page, server: str, report: Path) -> None:
@@ -145,8 +151,9 @@ def send_inquiry(page, server: str, report: Path) -> None:
     page.get_by_role("button", name="Send my inquiry").click()
 
 
-def sign_in_to_the_admin(page, server: str) -> None:
-    page.goto(server + "/admin/")
+def sign_in_to_the_admin(page, server: str, setup_link: str) -> None:
+    # The first sign-in of the first superuser: the link the operator printed, then the password.
+    page.goto(server + urlsplit(setup_link).path)
     page.get_by_label("Username").fill(EDITOR[0])
     page.get_by_label("Password").fill(EDITOR[1])
     page.get_by_role("button", name="Log in").click()
@@ -178,7 +185,7 @@ def test_two_servers_share_inquiries_documents_guide_edits_and_the_rate_limit(
     reference = family.locator(".reference").inner_text()
 
     # ...and a coordinator on server B finds it and downloads the very same bytes.
-    sign_in_to_the_admin(desk, cluster.b)
+    sign_in_to_the_admin(desk, cluster.b, cluster.setup_link)
     desk.goto(cluster.b + "/admin/inquiries/inquiry/")
     desk.get_by_role("link", name=reference).click()
     with desk.expect_download() as download_info:

@@ -118,7 +118,7 @@ def env_mailer(name: str, default: str) -> dict:
     }
 
 
-def env_documents_bucket() -> dict:
+def env_documents_bucket(location: str = "documents") -> dict:
     """Documents in a private S3-compatible bucket (DOCUMENTS_BUCKET), shared by every app
     server, through django-storages. Coordinators still download them only through the
     admin's checked, audited view: objects carry no ACL of their own (the bucket is private
@@ -133,7 +133,7 @@ def env_documents_bucket() -> dict:
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": os.environ["DOCUMENTS_BUCKET"].strip(),
-            "location": "documents",
+            "location": location,
             # Empty for AWS itself; the address of any other S3-compatible service.
             "endpoint_url": endpoint or None,
             "region_name": os.environ.get("DOCUMENTS_S3_REGION", "").strip() or None,
@@ -195,6 +195,7 @@ INSTALLED_APPS = [
     "axes",
     "django_otp",
     "cancerfax.apps.AuthenticatorsConfig",
+    "django_tasks_db",
     "guides",
     "inquiries",
 ]
@@ -315,9 +316,19 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "documents": {
         # Django's file storage, which also removes a file whose writing failed midway.
-        "BACKEND": "inquiries.storage.PrivateFileSystemStorage",
+        "BACKEND": "inquiries.storage.WholeFileSystemStorage",
         "OPTIONS": {
             "location": DATA_DIR / "documents",
+            "base_url": None,
+            "file_permissions_mode": 0o600,
+            "directory_permissions_mode": 0o700,
+        },
+    },
+    # What families sent, as it arrived, until a worker has checked it.
+    "quarantine": {
+        "BACKEND": "inquiries.storage.WholeFileSystemStorage",
+        "OPTIONS": {
+            "location": DATA_DIR / "quarantine",
             "base_url": None,
             "file_permissions_mode": 0o600,
             "directory_permissions_mode": 0o700,
@@ -336,36 +347,48 @@ STORAGES = {
 # storage instead of the private folder above.
 if os.environ.get("DOCUMENTS_BUCKET", "").strip():
     STORAGES["documents"] = env_documents_bucket()
+    STORAGES["quarantine"] = env_documents_bucket("quarantine")
 
 MB = 1024 * 1024
 
-# Medical documents sent with an inquiry are stored outside every public URL (the
-# "documents" storage above), readable by the server's user only; uploads in progress go
-# to a private folder too.
-# Under gunicorn each worker has a folder of its own in there (gunicorn.conf.py), which the
-# master deletes when the worker dies, so that a killed upload leaves nothing behind.
+# Files arrive in a private folder, each as an anonymous file that disappears with the
+# process that received it; then they wait in the quarantine storage for a worker.
 FILE_UPLOAD_TEMP_DIR = Path(
     os.environ.get("UPLOADS_IN_PROGRESS", "").strip() or DATA_DIR / "uploads-in-progress"
 )
 FILE_UPLOAD_PERMISSIONS = 0o600
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
-# Anything larger than this is written to the private folder while it arrives, never held
-# in memory.
-FILE_UPLOAD_MAX_MEMORY_SIZE = 1 * MB
+# Checks sizes while files arrive, and keeps nothing past a limit (inquiries/documents/).
+FILE_UPLOAD_HANDLERS = ["inquiries.documents.uploads.QuarantineUploadHandler"]
 DOCUMENT_MAX_FILES = env_int("DOCUMENT_MAX_FILES", 10)
 DOCUMENT_MAX_BYTES = env_int("DOCUMENT_MAX_MB", 20) * MB
 DOCUMENTS_MAX_TOTAL_BYTES = env_int("DOCUMENTS_MAX_TOTAL_MB", 100) * MB
-# Images must be decoded to be checked and cleaned; this bounds the memory one image can
-# take (about 4 bytes a pixel), far below Pillow's own decompression-bomb limit.
-DOCUMENT_IMAGE_MAX_PIXELS = env_int("DOCUMENT_IMAGE_MAX_PIXELS", 50_000_000)
-
-# Checks sizes while files arrive, before Django keeps them (see inquiries/uploads.py).
-FILE_UPLOAD_HANDLERS = [
-    "inquiries.uploads.LimitedUploadHandler",
-    "django.core.files.uploadhandler.MemoryFileUploadHandler",
-    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
-]
 DATA_UPLOAD_MAX_NUMBER_FILES = DOCUMENT_MAX_FILES * 3
+
+# The sandbox in which a worker opens each file: a child process with these hard limits,
+# no network and no filesystem. A file that needs more is refused, nothing else is harmed.
+DOCUMENT_CHECK_MEMORY_MB = env_int("DOCUMENT_CHECK_MEMORY_MB", 1024)
+DOCUMENT_CHECK_CPU_SECONDS = env_int("DOCUMENT_CHECK_CPU_SECONDS", 60)
+DOCUMENT_CHECK_WALL_SECONDS = env_int("DOCUMENT_CHECK_WALL_SECONDS", 120)
+DOCUMENT_CHECK_OPEN_FILES = env_int("DOCUMENT_CHECK_OPEN_FILES", 16)
+# Off only on a host that gives no Linux namespaces and isolates the worker itself (a
+# container with no network and a read-only root); `check --deploy` warns.
+DOCUMENT_CHECK_ISOLATED = env_bool("DOCUMENT_CHECK_ISOLATED", default=True)
+# A check whose worker died is tried again this many times in all, then refused.
+DOCUMENT_CHECK_ATTEMPTS = env_int("DOCUMENT_CHECK_ATTEMPTS", 3)
+# Pages are rendered at this resolution (150 dots an inch keeps a pathology report's small
+# print legible), a page at most this many pixels, a PDF at most this many pages.
+DOCUMENT_PDF_DPI = env_int("DOCUMENT_PDF_DPI", 150)
+DOCUMENT_PDF_MAX_PAGE_PIXELS = env_int("DOCUMENT_PDF_MAX_PAGE_PIXELS", 12_000_000)
+DOCUMENT_PDF_MAX_PAGES = env_int("DOCUMENT_PDF_MAX_PAGES", 300)
+# Images are decoded in the sandbox; this bounds a picture (about 4 bytes a pixel).
+DOCUMENT_IMAGE_MAX_PIXELS = env_int("DOCUMENT_IMAGE_MAX_PIXELS", 50_000_000)
+# How often a worker looks for checks and emails left behind by a worker that died or a
+# database that went away, and how old a heartbeat may be before its check is taken over.
+WORKER_RECOVERY_SECONDS = env_int("WORKER_RECOVERY_SECONDS", 30)
+DOCUMENT_HEARTBEAT_SECONDS = env_int("DOCUMENT_HEARTBEAT_SECONDS", 5)
+DOCUMENT_STALE_SECONDS = env_int("DOCUMENT_STALE_SECONDS", 60)
+
 # Closed inquiries keep their documents this long, then `erase_closed_documents` removes them.
 DOCUMENT_RETENTION_DAYS = env_int("DOCUMENT_RETENTION_DAYS", 365)
 
@@ -423,7 +446,14 @@ SIMPLE_HISTORY_REVERT_DISABLED = True
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"
 
-TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+# Document checks and emails run in workers (`manage.py worker`), separate processes on any
+# number of machines, that take their tasks from the database (django-tasks-db).
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "documents"],
+    }
+}
 
 # Email. EMAIL_URL is smtp+tls://user:password@host:587 (STARTTLS), smtps://…:465 (TLS),
 # smtp://host:25 (no encryption: a relay on the same machine only), or console: to print

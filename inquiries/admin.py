@@ -91,10 +91,15 @@ class ReadOnlyInline(admin.TabularInline):
 
 
 class DocumentInline(ReadOnlyInline):
+    """The rebuilt copies coordinators may open: only documents the checks accepted."""
+
     model = Document
     fields = ["original_name", "kind", "file_size", "pages", "checksum", "download"]
     readonly_fields = fields
     verbose_name_plural = "documents"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
+        return super().get_queryset(request).accepted()
 
     @admin.display(description="type")
     def kind(self, document: Document) -> str:
@@ -114,6 +119,23 @@ class DocumentInline(ReadOnlyInline):
     def download(self, document: Document) -> str:
         url = reverse("admin:inquiries_document_download", args=[document.pk])
         return format_html('<a href="{}">Download</a>', url)
+
+
+class UncheckedDocumentInline(ReadOnlyInline):
+    """Files still being checked, and those the checks refused: named, never opened."""
+
+    model = Document
+    fields = ["original_name", "detected_type", "state", "why"]
+    readonly_fields = fields
+    verbose_name = "document not (yet) accepted"
+    verbose_name_plural = "documents being checked or refused"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
+        return super().get_queryset(request).exclude(state=Document.State.ACCEPTED)
+
+    @admin.display(description="why refused")
+    def why(self, document: Document) -> str:
+        return document.refusal_message or "–"
 
 
 class NoteInline(admin.StackedInline):
@@ -206,7 +228,13 @@ class InquiryAdmin(SimpleHistoryAdmin):
         ),
         ("History", {"fields": ["closed_at", "workflow_history"]}),
     ]
-    inlines = [DocumentInline, NoteInline, DownloadInline, NotificationInline]
+    inlines = [
+        DocumentInline,
+        UncheckedDocumentInline,
+        NoteInline,
+        DownloadInline,
+        NotificationInline,
+    ]
     actions = [
         "assign_to_me",
         "mark_in_review",
@@ -261,11 +289,15 @@ class InquiryAdmin(SimpleHistoryAdmin):
         return due
 
     @admin.display(description="documents", ordering="document_count")
-    def documents(self, inquiry: Inquiry) -> int:
-        return inquiry.document_count
+    def documents(self, inquiry: Inquiry) -> str:
+        if inquiry.unchecked_count:
+            return f"{inquiry.document_count} ({inquiry.unchecked_count} being checked)"
+        return str(inquiry.document_count)
 
     @admin.display(description="emails")
     def emails(self, inquiry: Inquiry) -> str:
+        if inquiry.documents_checked_at is None:
+            return "After the checks"
         if inquiry.undelivered_count:
             return format_html(
                 '<strong class="overdue">{} not delivered</strong>', inquiry.undelivered_count
@@ -388,7 +420,8 @@ class InquiryAdmin(SimpleHistoryAdmin):
     def download_document(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not request.user.has_perm("inquiries.download_document"):
             raise PermissionDenied
-        document = get_object_or_404(Document.objects.select_related("inquiry"), pk=pk)
+        # Only a rebuilt copy is ever sent: an original is never served to anyone.
+        document = get_object_or_404(Document.objects.accepted().select_related("inquiry"), pk=pk)
         stored = None
         try:
             stored = document.file.storage.open(document.file.name, "rb")

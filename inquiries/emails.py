@@ -1,7 +1,9 @@
-"""The emails an inquiry owes: a receipt to the sender and an alert to the coordinators.
+"""The emails an inquiry owes: a receipt to the sender and an alert to the coordinators, both
+sent by a worker once the inquiry's documents have been checked.
 
-Neither carries health details: email is not a safe place for them. The coordinators' alert
-links to the inquiry in the admin, where access is checked and recorded.
+Neither carries health details: email is not a safe place for them. They say how many files
+were received and how many were not, never which. The coordinators' alert links to the
+inquiry in the admin, where access is checked and recorded.
 """
 
 import logging
@@ -12,17 +14,20 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from .models import Notification
+from .models import Document, Notification
 
 logger = logging.getLogger(__name__)
 
 
 def build_message(notification: Notification) -> EmailMessage:
     inquiry = notification.inquiry
+    documents = inquiry.documents.all()
     context = {
         "inquiry": inquiry,
         "admin_url": settings.SITE_URL + inquiry.get_admin_url(),
-        "document_count": inquiry.documents.count(),
+        # How many, never which: a file's name can itself be health data.
+        "accepted": documents.filter(state=Document.State.ACCEPTED).count(),
+        "refused": documents.filter(state=Document.State.REFUSED).count(),
     }
     if notification.kind == Notification.Kind.RECEIPT:
         subject = f"We have received your inquiry {inquiry.reference}"
@@ -66,18 +71,3 @@ def deliver(notification: Notification) -> bool:
         notification.last_error = ""
     notification.save(update_fields=["last_error", "sent_at"])
     return notification.sent_at is not None
-
-
-def retry_due(now=None) -> tuple[int, int]:
-    """Sends every notification whose next try has come. Returns (sent, still failing)."""
-    now = now or timezone.now()
-    sent = failing = 0
-    for notification in Notification.objects.due().select_related("inquiry"):
-        last = notification.last_attempt_at
-        if last and last + notification.next_retry_after() > now:
-            continue
-        if deliver(notification):
-            sent += 1
-        else:
-            failing += 1
-    return sent, failing

@@ -1,5 +1,6 @@
 import logging
 import re
+import uuid
 
 import phonenumbers
 from crispy_forms.helper import FormHelper
@@ -7,12 +8,14 @@ from crispy_forms.layout import HTML, Field, Fieldset, Layout
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from .files import CheckedDocument, check_document
+from .documents.messages import LABELS, refusal
+from .documents.types import HEAD_BYTES, named_type, sanitise_filename, sniffed_types
 from .models import (
     CONSENT_TEXT,
     CONSENT_VERSION,
@@ -20,11 +23,17 @@ from .models import (
     Document,
     Inquiry,
     Notification,
+    quarantine_storage,
 )
 
 logger = logging.getLogger(__name__)
 
 ACCEPTED_TYPES = ".pdf,.jpg,.jpeg,.png,.heic,.heif,.dcm,.dicom"
+
+
+def quarantine_path() -> str:
+    # A generated name only: what the family called the file is kept as text, never on disk.
+    return f"{timezone.now():%Y/%m}/{uuid.uuid4().hex}"
 
 
 def one_line(value: str) -> None:
@@ -49,11 +58,12 @@ class MultipleFileInput(forms.ClearableFileInput):
 
 
 class DocumentsField(forms.FileField):
+    """The files as they arrived; the form says what is wrong with any of them, all at once."""
+
     widget = MultipleFileInput
 
     def clean(self, data, initial=None):
-        uploads = data if isinstance(data, list | tuple) else [data] if data else []
-        return [super(DocumentsField, self).clean(upload, initial) for upload in uploads]
+        return data if isinstance(data, list | tuple) else [data] if data else []
 
 
 class InquiryForm(forms.ModelForm):
@@ -75,10 +85,6 @@ class InquiryForm(forms.ModelForm):
     documents = DocumentsField(
         label="Choose the files",
         widget=MultipleFileInput(attrs={"accept": ACCEPTED_TYPES}),
-        error_messages={
-            "empty": "One of the files you chose is empty. Please choose it again, or "
-            "another copy of it.",
-        },
     )
     consent = forms.BooleanField(
         required=True,
@@ -148,9 +154,8 @@ class InquiryForm(forms.ModelForm):
             "language": {"required": "Please choose the language you would like us to use."},
         }
 
-    def __init__(self, *args, upload_problems: list[str] | None = None, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.upload_problems = upload_problems or []
         this_year = timezone.localdate().year
         self.fields["birth_year"].choices = [("", "Choose a year")] + [
             (year, year) for year in range(this_year, this_year - 111, -1)
@@ -261,38 +266,50 @@ class InquiryForm(forms.ModelForm):
     def clean_question(self) -> str:
         return self.cleaned_data["question"].replace("\r\n", "\n")
 
-    def clean_documents(self) -> list[CheckedDocument]:
+    def clean_documents(self) -> list[UploadedFile]:
+        """What can be known of the files at once: their number, sizes and types (from
+        their first bytes). Opening them is left to the sandbox, after sending."""
         uploads = self.cleaned_data["documents"]
-        errors = [ValidationError(problem) for problem in self.upload_problems]
-        if not uploads and not errors:
+        if not uploads:
             raise ValidationError(
                 "Please choose at least one medical report to send.", code="required"
             )
-        if len(uploads) + len(self.upload_problems) > settings.DOCUMENT_MAX_FILES:
+        if len(uploads) > settings.DOCUMENT_MAX_FILES:
             raise ValidationError(
                 f"Please choose at most {settings.DOCUMENT_MAX_FILES} files. If you have more, "
                 "send the most recent reports now; we can ask for the rest later.",
                 code="too_many",
             )
-        total = sum(upload.size for upload in uploads)
-        if total > settings.DOCUMENTS_MAX_TOTAL_BYTES:
-            raise ValidationError(
-                f"Together these files are larger than "
-                f"{settings.DOCUMENTS_MAX_TOTAL_BYTES // (1024 * 1024)} MB. Please send fewer "
-                "files now; we can ask for the rest later.",
-                code="too_large_total",
-            )
-        checked = []
-        for upload in uploads:
-            try:
-                checked.append(check_document(upload))
-            except ValidationError as error:
-                errors.append(error)
+        errors = [
+            ValidationError(problem, code="document")
+            for problem in map(self._upload_problem, uploads)
+            if problem
+        ]
         if errors:
-            for document in checked:
-                document.content.close()
+            self.discard_documents(uploads)
             raise ValidationError(errors)
-        return checked
+        return uploads
+
+    @staticmethod
+    def _upload_problem(upload: UploadedFile) -> str | None:
+        name = sanitise_filename(upload.name or "")
+        upload.shown_name = name
+        if getattr(upload, "over", ""):
+            return refusal(upload.over, name)
+        if not upload.size:
+            return refusal("empty", name)
+        kind = named_type(name)
+        if kind is None:
+            return refusal("type", name)
+        head = getattr(upload, "head", None)
+        if head is None:
+            upload.seek(0)
+            head = upload.read(HEAD_BYTES)
+        if kind not in sniffed_types(head):
+            logger.info("Document refused (mismatch), a .%s file", name.rpartition(".")[2].lower())
+            return refusal("mismatch", name, label=LABELS[kind])
+        upload.kind = kind
+        return None
 
     def clean(self):
         cleaned = super().clean()
@@ -319,46 +336,45 @@ class InquiryForm(forms.ModelForm):
             summary += [(anchor, message) for message in self.errors[name]]
         return summary
 
-    def discard_documents(self) -> None:
-        """Closes the cleaned copies of the documents (temporary files are deleted)."""
-        for document in (self.cleaned_data or {}).get("documents") or []:
-            document.content.close()
+    def discard_documents(self, uploads: list[UploadedFile] | None = None) -> None:
+        """Closes the received files (they leave nothing on disk)."""
+        if uploads is None:
+            uploads = (self.cleaned_data or {}).get("documents") or []
+        for upload in uploads:
+            upload.close()
 
     def save(self, commit: bool = True) -> Inquiry:
-        """Stores the inquiry, its documents and the emails it owes, all or nothing."""
+        """Stores the inquiry, its documents in quarantine and the emails it owes, all or
+        nothing. The documents are then checked by a worker (`queue_checks`)."""
         inquiry = super().save(commit=False)
         inquiry.submission_id = self.cleaned_data["submission_id"]
         inquiry.consent_version = CONSENT_VERSION
         inquiry.consent_text = CONSENT_TEXT
         inquiry.consent_given_at = timezone.now()
-        stored: list[Document] = []
+        stored: list[str] = []
         try:
             with transaction.atomic():
                 inquiry.save()
-                for checked in self.cleaned_data["documents"]:
-                    document = Document(
+                for upload in self.cleaned_data["documents"]:
+                    upload.seek(0)
+                    name = quarantine_storage.save(quarantine_path(), upload.file)
+                    stored.append(name)
+                    Document.objects.create(
                         inquiry=inquiry,
-                        original_name=checked.original_name,
-                        detected_type=checked.detected_type,
-                        content_type=checked.content_type,
-                        extension=checked.extension,
-                        size=checked.size,
-                        pages=checked.pages,
-                        sha256=checked.sha256,
+                        original_name=upload.shown_name,
+                        detected_type=upload.kind,
+                        received_size=upload.size,
+                        quarantine_name=name,
                     )
-                    document.file.save("upload", checked.content, save=False)
-                    stored.append(document)
-                    document.save()
                 Notification.objects.bulk_create(
                     Notification(inquiry=inquiry, kind=kind) for kind in Notification.Kind
                 )
         except BaseException:
             # Nothing half-stored: the rows are rolled back, and the files written so far go,
             # each on its own: a store failing now must not keep the others.
-            for document in stored:
+            for name in stored:
                 try:
-                    if document.file.name:
-                        document.file.storage.delete(document.file.name)
+                    quarantine_storage.delete(name)
                 except STORAGE_ERRORS as error:
                     logger.error("A document of a failed inquiry stayed (%s)", type(error).__name__)
             raise

@@ -21,6 +21,8 @@ from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceede
 from s3transfer.exceptions import S3DownloadFailedError, S3UploadFailedError
 from simple_history.models import HistoricalRecords
 
+from .documents.messages import LABELS, refusal
+
 # Readable over the phone and in an email subject: no 0/O, 1/I/L or U.
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -51,24 +53,32 @@ STORAGE_ERRORS = (
 )
 
 
-class DocumentStorage(LazyObject):
-    """The "documents" storage of STORAGES, looked up when first used rather than when the
-    models load, so that a change of STORAGES (in tests) is followed."""
+class NamedStorage(LazyObject):
+    """A storage of STORAGES, looked up when first used rather than when the models load,
+    so that a change of STORAGES (in tests) is followed."""
+
+    def __init__(self, alias: str) -> None:
+        super().__init__()
+        self.__dict__["alias"] = alias
 
     def _setup(self) -> None:
-        self._wrapped = storages["documents"]
+        self._wrapped = storages[self.__dict__["alias"]]
 
 
-documents_storage = DocumentStorage()
+# What coordinators open: only copies rebuilt by the checks.
+documents_storage = NamedStorage("documents")
+# What families sent, as it arrived, until it has been checked; never served to anyone.
+quarantine_storage = NamedStorage("quarantine")
 
 
 @receiver(setting_changed)
-def _forget_documents_storage(*, setting: str, **kwargs) -> None:
+def _forget_storages(*, setting: str, **kwargs) -> None:
     if setting == "STORAGES":
         documents_storage._wrapped = empty
+        quarantine_storage._wrapped = empty
 
 
-def document_storage() -> DocumentStorage:
+def document_storage() -> NamedStorage:
     return documents_storage
 
 
@@ -108,11 +118,22 @@ class InquiryQuerySet(models.QuerySet):
         return self.open().filter(follow_up_on__lt=today or timezone.localdate())
 
     def with_counts(self) -> "InquiryQuerySet":
-        """Documents and undelivered emails per inquiry, in the same query (admin list)."""
+        """Accepted and unchecked documents and undelivered emails per inquiry, in the same
+        query (admin list)."""
         return self.annotate(
-            document_count=Count("documents", distinct=True),
+            document_count=Count(
+                "documents", filter=Q(documents__state=Document.State.ACCEPTED), distinct=True
+            ),
+            unchecked_count=Count(
+                "documents",
+                filter=Q(documents__state__in=[Document.State.RECEIVED, Document.State.CHECKING]),
+                distinct=True,
+            ),
+            # Emails are only owed once the documents have been checked.
             undelivered_count=Count(
-                "notifications", filter=Q(notifications__sent_at__isnull=True), distinct=True
+                "notifications",
+                filter=Q(notifications__sent_at__isnull=True, documents_checked_at__isnull=False),
+                distinct=True,
             ),
         )
 
@@ -175,6 +196,9 @@ class Inquiry(models.Model):
         limit_choices_to={"is_staff": True, "is_active": True},
     )
     follow_up_on = models.DateField("follow up on", null=True, blank=True)
+    # When the last of its documents had been checked: the emails go out then, with the
+    # count of files accepted and refused.
+    documents_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     # Who changed the status, the assignee or the follow-up date, and when.
     history = HistoricalRecords(
@@ -189,6 +213,7 @@ class Inquiry(models.Model):
             "treatment_so_far",
             "question",
             "consent_text",
+            "documents_checked_at",
         ]
     )
 
@@ -264,20 +289,65 @@ class Inquiry(models.Model):
             Inquiry.history.filter(id=pk).delete()
 
 
+class DocumentQuerySet(models.QuerySet):
+    def accepted(self) -> "DocumentQuerySet":
+        return self.filter(state=Document.State.ACCEPTED)
+
+    def unsettled(self) -> "DocumentQuerySet":
+        return self.filter(state__in=[Document.State.RECEIVED, Document.State.CHECKING])
+
+
 class Document(models.Model):
+    """A file a family sent. It arrives in quarantine (`received`), is opened and rebuilt in
+    the sandbox by a worker (`checking`), and ends `accepted`, as a rebuilt copy that
+    coordinators may open, or `refused`, with the reason the family is told. The original
+    bytes are deleted as soon as the check has ended, either way."""
+
+    class State(models.TextChoices):
+        RECEIVED = "received", "Received, waiting to be checked"
+        CHECKING = "checking", "Being checked"
+        ACCEPTED = "accepted", "Accepted"
+        REFUSED = "refused", "Refused"
+
     inquiry = models.ForeignKey(Inquiry, on_delete=models.CASCADE, related_name="documents")
-    file = models.FileField(storage=document_storage, upload_to=document_path, max_length=200)
+    state = models.CharField(max_length=10, choices=State, default=State.RECEIVED)
     original_name = models.CharField(max_length=255, help_text="As the family named it.")
-    detected_type = models.CharField(max_length=10)
-    content_type = models.CharField(max_length=50)
-    extension = models.CharField(max_length=5)
-    size = models.PositiveBigIntegerField()
+    detected_type = models.CharField(max_length=10, help_text="From the file's first bytes.")
+    received_size = models.PositiveBigIntegerField()
+    received_at = models.DateTimeField(default=timezone.now, editable=False)
+    # The original in the quarantine storage; emptied once the original is deleted.
+    quarantine_name = models.CharField(max_length=200, blank=True)
+    check_attempts = models.PositiveSmallIntegerField(default=0)
+    check_task_id = models.CharField(max_length=64, blank=True)
+    # Renewed every few seconds while a worker checks the file: a stale one means the
+    # worker died, and the check is tried again.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    refusal = models.CharField(max_length=30, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    # The rebuilt copy, once accepted.
+    file = models.FileField(
+        storage=document_storage, upload_to=document_path, max_length=200, blank=True
+    )
+    content_type = models.CharField(max_length=50, blank=True)
+    extension = models.CharField(max_length=5, blank=True)
+    size = models.PositiveBigIntegerField(null=True, blank=True)
     pages = models.PositiveIntegerField(null=True, blank=True)
-    sha256 = models.CharField("SHA-256", max_length=64)
-    uploaded_at = models.DateTimeField(default=timezone.now, editable=False)
+    sha256 = models.CharField("SHA-256", max_length=64, blank=True)
+
+    objects = DocumentQuerySet.as_manager()
 
     class Meta:
-        ordering = ["uploaded_at", "id"]
+        ordering = ["received_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(state="accepted") | (~Q(file="") & ~Q(sha256="")),
+                name="document_accepted_with_its_rebuilt_copy",
+            ),
+            models.CheckConstraint(
+                condition=Q(state="refused", refusal__gt="") | (~Q(state="refused") & Q(refusal="")),
+                name="document_refused_with_a_reason",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.original_name
@@ -288,14 +358,36 @@ class Document(models.Model):
         photo is kept as JPEG)."""
         return f"{Path(self.original_name).stem}.{self.extension}"
 
+    @property
+    def is_settled(self) -> bool:
+        return self.state in (self.State.ACCEPTED, self.State.REFUSED)
+
+    @property
+    def state_for_family(self) -> str:
+        if self.state == self.State.ACCEPTED:
+            return "Received safely"
+        if self.state == self.State.REFUSED:
+            return "Not accepted"
+        return "Being checked"
+
+    @property
+    def refusal_message(self) -> str:
+        """What went wrong, in a sentence the family can act on."""
+        if not self.refusal:
+            return ""
+        return refusal(self.refusal, self.original_name, LABELS.get(self.detected_type, ""))
+
     def erase(self) -> None:
-        """Remove the row, then the file once the removal is committed: a failure midway
+        """Remove the row, then its files once the removal is committed: a failure midway
         never leaves a row pointing at a missing file."""
-        storage, name = self.file.storage, self.file.name
+        files = [(self.file.storage, self.file.name)] if self.file else []
+        if self.quarantine_name:
+            files.append((quarantine_storage, self.quarantine_name))
         with transaction.atomic():
             self.delete()
-            # Robust: one file that cannot be deleted must not keep the others.
-            transaction.on_commit(partial(storage.delete, name), robust=True)
+            for storage, name in files:
+                # Robust: one file that cannot be deleted must not keep the others.
+                transaction.on_commit(partial(storage.delete, name), robust=True)
 
 
 class DocumentDownload(models.Model):
@@ -342,7 +434,8 @@ class NotificationQuerySet(models.QuerySet):
 
 class Notification(models.Model):
     """An email owed to someone about an inquiry. The row is written with the inquiry, so a
-    mail server that is down loses nothing: the sending is retried until it goes through."""
+    mail server that is down loses nothing: a worker sends it once the inquiry's documents
+    have been checked, and tries again with a growing pause until it goes through."""
 
     MAX_ATTEMPTS = 10
 
@@ -357,6 +450,7 @@ class Notification(models.Model):
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
 
     objects = NotificationQuerySet.as_manager()
 

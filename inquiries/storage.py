@@ -4,7 +4,7 @@ import os
 from django.core.files.storage import FileSystemStorage
 
 
-class PrivateFileSystemStorage(FileSystemStorage):
+class WholeFileSystemStorage(FileSystemStorage):
     """Django's file storage, except that a write that stops midway (a full or failing disk,
     a worker stopped by gunicorn's timeout) removes the part already written: a document is
     stored whole or not at all."""

@@ -1,10 +1,12 @@
 import logging
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 from django_ratelimit.core import is_ratelimited
@@ -13,7 +15,7 @@ from cancerfax.caches import CACHE_ERRORS, cache_failed, cache_resting
 
 from .forms import InquiryForm
 from .models import STORAGE_ERRORS, Inquiry
-from .tasks import queue_emails
+from .documents.pipeline import queue_checks
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +71,7 @@ def new_inquiry(request: HttpRequest) -> HttpResponse:
 
     if too_many_attempts(request):
         return rate_limited(request)
-    form = InquiryForm(
-        request.POST, request.FILES, upload_problems=getattr(request, "upload_problems", [])
-    )
+    form = InquiryForm(request.POST, request.FILES)
     if not form.is_valid():
         return render(request, "inquiries/new.html", {"form": form}, status=400)
 
@@ -100,12 +100,12 @@ def new_inquiry(request: HttpRequest) -> HttpResponse:
         else:
             logger.info("Inquiry %s received", inquiry.reference)
             try:
-                queue_emails(inquiry)
+                queue_checks(inquiry)
             except DatabaseError as error:
-                # Stored, with its emails as rows: send_notifications sends them later. The
+                # Stored, its documents waiting in quarantine: a worker finds them anyway. The
                 # family must hear that it arrived, not that something failed.
                 logger.error(
-                    "Emails for %s left for retry: %s", inquiry.reference, type(error).__name__
+                    "Checks for %s left to the workers: %s", inquiry.reference, type(error).__name__
                 )
     if already is not None:
         form.discard_documents()
@@ -130,7 +130,22 @@ def thank_you(request: HttpRequest) -> HttpResponse:
     reference = sent_reference(request)
     if not reference:
         return redirect("inquiries:new")
-    return render(request, "inquiries/thank_you.html", {"reference": reference})
+    inquiry = Inquiry.objects.filter(reference=reference).first()
+    files = list(inquiry.documents.all()) if inquiry else []
+    checking = any(not file.is_settled for file in files)
+    # Refreshes by itself while files are being checked, unless the family turned it off
+    # (or it has taken so long that the page would refresh in vain).
+    waited = timezone.now() - inquiry.received_at if inquiry else timedelta(0)
+    slow = checking and waited > timedelta(minutes=10)
+    context = {
+        "reference": reference,
+        "files": files,
+        "checking": checking,
+        "slow": slow,
+        "refresh": checking and not slow and request.GET.get("refresh") != "off",
+        "refused": sum(file.state == file.State.REFUSED for file in files),
+    }
+    return render(request, "inquiries/thank_you.html", context)
 
 
 @require_safe

@@ -90,14 +90,14 @@ def test_a_write_that_stops_midway_leaves_no_partial_file(tmp_path):
 
     from django.core.files.base import ContentFile
 
-    from inquiries.storage import PrivateFileSystemStorage
+    from inquiries.storage import WholeFileSystemStorage
 
     class DiskFillsUp(ContentFile):
         def chunks(self, chunk_size=None):
             yield b"%PDF-1.7 the first part of a report"
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    storage = PrivateFileSystemStorage(location=tmp_path)
+    storage = WholeFileSystemStorage(location=tmp_path)
     (tmp_path / "other.pdf").write_bytes(b"another document")
     with pytest.raises(OSError, match="No space left"):
         storage.save("2026/11/" + "d" * 32 + ".pdf", DiskFillsUp(b"x" * 100))

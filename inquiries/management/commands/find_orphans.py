@@ -2,7 +2,6 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
-from inquiries.models import documents_storage
 from inquiries.orphans import find_orphans
 
 SAFE_GRACE_MINUTES = 10  # far longer than any request may last (GUNICORN_TIMEOUT)
@@ -10,8 +9,9 @@ SAFE_GRACE_MINUTES = 10  # far longer than any request may last (GUNICORN_TIMEOU
 
 class Command(BaseCommand):
     help = (
-        "Finds document files that no row names (left by a crash) and document rows whose "
-        "file is gone. Exits with status 1 when it finds any, so that cron can alert."
+        "Finds files, rebuilt or in quarantine, that no row names (left by a crash) and "
+        "document rows whose file is gone. Exits with status 1 when it finds any, so that "
+        "cron can alert."
     )
 
     def add_arguments(self, parser) -> None:
@@ -38,10 +38,10 @@ class Command(BaseCommand):
         found = find_orphans(timedelta(minutes=grace_minutes))
         # Stored names are random and carry nothing about the family; references identify
         # the case for the coordinators without naming anyone.
-        for name in found.stray_files:
-            self.stdout.write(f"File with no row: {name}")
+        for storage, name in found.stray_files:
+            self.stdout.write(f"File with no row: {storage.alias}/{name}")
             if remove_stray_files:
-                documents_storage.delete(name)
+                storage.delete(name)
         for document in found.missing_files:
             self.stdout.write(
                 f"Row with no file: document {document.pk} of inquiry {document.inquiry.reference}"

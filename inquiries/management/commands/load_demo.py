@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from inquiries.forms import InquiryForm
 from inquiries.models import Inquiry
-from inquiries.tasks import queue_emails
+from inquiries.documents.pipeline import queue_checks
 
 DEMO_USERNAME = "coordinator"
 DEMO_PASSWORD = "demo-coordinator-2026"  # noqa: S105 - printed for newcomers, debug only
@@ -130,8 +130,8 @@ class Command(BaseCommand):
             form = InquiryForm({**data, "consent": "on"}, MultiValueDict({"documents": files}))
             if not form.is_valid():
                 raise CommandError(f"Demo inquiry for {name} is invalid: {form.errors.as_text()}")
-            inquiry = form.save()
-            queue_emails(inquiry)
+            # The worker checks the documents and sends the emails, as for a family's.
+            queue_checks(form.save())
             created += 1
         self.stdout.write(f"Demo data: {created} new fictional inquiries.")
         self.stdout.write(

@@ -1,0 +1,177 @@
+"""DICOM scans: read in the sandbox and written anew from their standard elements only.
+
+The new file has an empty preamble, fresh file meta information, and only the elements the
+DICOM standard defines: no private element (where programs, PDFs and archives hide), none
+the dictionary does not know, no raw binary element but the image data and its look-up
+tables and overlays. The image data must be exactly as long as its rows, columns, frames,
+samples and bits say (or, compressed, hold as many frames as declared, each with the
+declared size), or the file is refused. A DICOM that wraps a PDF is handed back as that PDF,
+to be rebuilt like any other.
+"""
+
+import codecs
+import io
+
+from .sandbox import Refused
+
+# The first 128 bytes are skipped by readers; scanners write zeros there, or a TIFF header
+# (files that are both TIFF and DICOM). Anything else, such as a Windows program that runs
+# when the file is opened the wrong way, is refused, though it would not be copied.
+ALLOWED_PREAMBLES = (b"II*\0", b"MM\0*")
+# Raw binary elements that carry the image itself: everything else of the kind OB, OW, OF,
+# OD, OL, OV or UN is dropped, standard or not, as it could carry anything.
+BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
+IMAGE_ELEMENTS = {
+    0x7FE00010,  # Pixel Data
+    0x7FE00008,  # Float Pixel Data
+    0x7FE00009,  # Double Float Pixel Data
+    0x00281201,  # Red, green and blue palette colour look-up table data
+    0x00281202,
+    0x00281203,
+    0x00281221,  # Segmented red, green and blue palette colour look-up table data
+    0x00281222,
+    0x00281223,
+    0x00283006,  # LUT Data
+}
+OVERLAY_DATA = 0x3000  # element of the overlay groups 60xx
+
+
+def prepare() -> None:
+    import pydicom
+    import pydicom.encaps
+    import pydicom.pixels.utils
+    from pydicom import charset
+
+    # Text in other character sets is decoded with codecs Python loads on first use.
+    for encoding in set(charset.python_encoding.values()):
+        codecs.lookup(encoding)
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
+
+def child(kind: str, data: bytes, options: dict, out) -> dict:
+    import pydicom
+    from pydicom.uid import EncapsulatedPDFStorage
+
+    preamble = data[:128]
+    if preamble != bytes(128) and not preamble.startswith(ALLOWED_PREAMBLES):
+        raise Refused("executable_preamble")
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    meta = dataset.file_meta
+    uids = [meta.get("TransferSyntaxUID"), dataset.get("SOPClassUID"), dataset.get("SOPInstanceUID")]
+    if not all(uids):
+        raise Refused("damaged")
+    if dataset.SOPClassUID == EncapsulatedPDFStorage:
+        document = bytes(dataset.EncapsulatedDocument)
+        # An odd-length PDF is padded with one zero byte to an even length.
+        out.send({"pdf_inside": True}, document.rstrip(b"\0") if document.endswith(b"\0") else document)
+        return {"inside": "pdf"}
+    if "EncapsulatedDocument" in dataset:
+        raise Refused("type")
+    _check_image(dataset)
+    rebuilt = _rebuilt(dataset)
+    output = io.BytesIO()
+    rebuilt.save_as(output, enforce_file_format=True)
+    out.send({"dicom": True}, output.getvalue())
+    return {}
+
+
+def _standard(element) -> bool:
+    from pydicom.datadict import dictionary_has_tag, repeater_has_tag
+
+    tag = element.tag
+    if tag.is_private or tag.group == 0x0002 or not (dictionary_has_tag(tag) or repeater_has_tag(tag)):
+        return False
+    if element.VR in BINARY_VRS:
+        overlay = 0x6000 <= tag.group <= 0x601E and tag.group % 2 == 0 and tag.element == OVERLAY_DATA
+        return int(tag) in IMAGE_ELEMENTS or overlay
+    return True
+
+
+def _rebuilt(dataset):
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+
+    rebuilt = _copy(dataset)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    meta.TransferSyntaxUID = dataset.file_meta.TransferSyntaxUID
+    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
+    rebuilt.file_meta = meta
+    rebuilt.preamble = bytes(128)
+    return rebuilt
+
+
+def _copy(dataset):
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    copy = Dataset()
+    for element in dataset:
+        if not _standard(element):
+            continue
+        if element.VR == "SQ":
+            value = Sequence([_copy(item) for item in element.value])
+        else:
+            value = element.value
+        copy.add(DataElement(element.tag, element.VR, value))
+    return copy
+
+
+def _check_image(dataset) -> None:
+    from pydicom.encaps import generate_frames
+
+    if "PixelData" not in dataset:
+        return  # a report or a measurement, with no image
+    try:
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+        samples, bits = int(dataset.SamplesPerPixel), int(dataset.BitsAllocated)
+        frames = int(dataset.get("NumberOfFrames") or 1)
+    except (AttributeError, TypeError, ValueError):
+        raise Refused("damaged") from None
+    if min(rows, columns, samples, bits, frames) < 1:
+        raise Refused("damaged")
+    pixels = dataset.PixelData
+    syntax = dataset.file_meta.TransferSyntaxUID
+    if not syntax.is_compressed:
+        expected = (rows * columns * frames * samples * bits + 7) // 8
+        if len(pixels) not in (expected, expected + 1):
+            raise Refused("damaged")
+        return
+    try:
+        found = list(generate_frames(pixels, number_of_frames=frames))
+    except (ValueError, KeyError):
+        raise Refused("damaged") from None
+    if len(found) != frames or not all(found):
+        raise Refused("damaged")
+    for frame in found:
+        declared = _frame_size(frame)
+        if declared is not None and declared != (rows, columns):
+            raise Refused("damaged")
+
+
+def _frame_size(frame: bytes) -> tuple[int, int] | None:
+    """The rows and columns a compressed frame's own header declares where pydicom reads
+    them (JPEG and JPEG-LS); None for the others (JPEG 2000, RLE)."""
+    from pydicom.pixels import utils
+
+    if not frame.startswith(b"\xff\xd8"):
+        return None
+    try:
+        parameters = utils._get_jpg_parameters(frame)
+    except Exception:
+        raise Refused("damaged") from None
+    if "height" not in parameters:
+        raise Refused("damaged")
+    if not parameters["height"]:
+        return None  # given later in the frame (a DNL marker)
+    return int(parameters["height"]), int(parameters["width"])
+
+
+def check_rebuilt(payload: bytes, received_size: int) -> None:
+    """What the worker checks of the child's file before storing it."""
+    if payload[:128] != bytes(128) or payload[128:132] != b"DICM":
+        raise ValueError("not a rewritten DICOM file")
+    if len(payload) > received_size + 64 * 1024:
+        raise ValueError("larger than what was received")

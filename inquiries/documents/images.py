@@ -1,0 +1,105 @@
+"""Photos and scans of paper: decoded in the sandbox, written anew by the worker.
+
+The child decodes the first picture only (a camera's multi-picture JPEG or an animated PNG
+keeps its first), turns it upright as the camera asked, converts its colours to sRGB with
+its own colour profile, and hands back the pixels. The worker writes a new JPEG (or PNG,
+for a PNG) from them: nothing of the original file travels on, neither the camera's
+details, nor the place a phone photo was taken, nor comments, nor a profile.
+"""
+
+import io
+import warnings
+
+from .sandbox import Refused
+
+PILLOW_FORMATS = {"jpeg": ["JPEG", "MPO"], "png": ["PNG"], "heic": ["HEIF"]}
+# What the worker writes: HEIC becomes JPEG, so that coordinators can open it anywhere.
+STORED_AS = {
+    "jpeg": ("JPEG", "image/jpeg", "jpg"),
+    "png": ("PNG", "image/png", "png"),
+    "heic": ("JPEG", "image/jpeg", "jpg"),
+}
+CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+# JPEG has no transparency: see-through parts become white, as on paper.
+MODES = {"jpeg": {"L", "RGB"}, "heic": {"L", "RGB"}, "png": set(CHANNELS)}
+
+
+def prepare() -> None:
+    from PIL import Image, ImageCms
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    Image.init()
+    ImageCms.createProfile("sRGB")
+
+
+def child(kind: str, data: bytes, options: dict, out) -> dict:
+    from PIL import Image, ImageOps
+
+    limit = options["max_pixels"]
+    # Checked from the header, before a pixel is decoded.
+    Image.MAX_IMAGE_PIXELS = limit
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
+    try:
+        image = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS[kind])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise Refused("too_many_pixels", limit=limit) from None
+    if image.width * image.height > limit:
+        raise Refused("too_many_pixels", limit=limit)
+    image.seek(0)
+    image.load()
+    profile = image.info.get("icc_profile")
+    image = ImageOps.exif_transpose(image)
+    image = _flat(_in_srgb(image, profile), keep_alpha=kind == "png")
+    out.send({"width": image.width, "height": image.height, "mode": image.mode}, image.tobytes())
+    return {}
+
+
+def _in_srgb(image, profile: bytes | None):
+    from PIL import ImageCms
+
+    if image.mode == "CMYK" or (profile and image.mode in {"RGB", "RGBA"}):
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(profile)) if profile else None
+            if source is not None:
+                mode = "RGBA" if image.mode == "RGBA" else "RGB"
+                return ImageCms.profileToProfile(
+                    image, source, ImageCms.createProfile("sRGB"), outputMode=mode
+                )
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # a broken profile: the colours as they are, without it
+    return image
+
+
+def _flat(image, keep_alpha: bool):
+    from PIL import Image
+
+    if image.mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
+        # Keep the top 8 bits; a plain conversion would clip nearly everything to white.
+        image = image.convert("I").point(lambda value: value / 256).convert("L")
+    see_through = image.mode in {"RGBA", "LA", "PA", "RGBa", "La"} or "transparency" in image.info
+    if see_through and keep_alpha:
+        return image.convert("LA" if image.mode in {"L", "LA", "La"} else "RGBA")
+    if see_through:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGB", image.size, "white")
+        white.paste(rgba, mask=rgba.getchannel("A"))
+        return white
+    return image if image.mode in {"L", "RGB"} else image.convert("RGB")
+
+
+def encode(kind: str, header: dict, payload: bytes, out, *, max_pixels: int) -> tuple[str, str]:
+    """Writes the picture from the child's pixels to the file `out`; returns its content
+    type and extension."""
+    from PIL import Image
+
+    width, height, mode = int(header["width"]), int(header["height"]), header["mode"]
+    if mode not in MODES[kind] or not 0 < width * height <= max_pixels:
+        raise ValueError("a picture out of bounds")
+    if len(payload) != width * height * CHANNELS[mode]:
+        raise ValueError("a picture of the wrong size")
+    image = Image.frombytes(mode, (width, height), payload)
+    output_format, content_type, extension = STORED_AS[kind]
+    options = {"quality": 90} if output_format == "JPEG" else {}
+    image.save(out, output_format, **options)
+    return content_type, extension

@@ -1,0 +1,393 @@
+"""The worker's side of a document: claimed, opened in the sandbox, rebuilt, stored, and its
+inquiry's emails sent once every document of it has been checked.
+
+Every step is a row, so that a worker that dies, a database that goes away or a full disk
+loses nothing: a check that did not end is taken up again (`recover`, which each worker
+runs every WORKER_RECOVERY_SECONDS), at most DOCUMENT_CHECK_ATTEMPTS times for a file that
+keeps killing its worker, and a check that met a passing fault (the store, the database)
+is simply put back. The original bytes are deleted once the check has ended, whichever way.
+"""
+
+import contextlib
+import hashlib
+import logging
+import tempfile
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from typing import IO
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage
+from django.db import DatabaseError, transaction
+from django.db.models import F, Q
+from django.tasks import TaskResultStatus, task
+from django.tasks.exceptions import TaskResultDoesNotExist
+from django.utils import timezone
+
+from ..models import (
+    STORAGE_ERRORS,
+    Document,
+    Inquiry,
+    Notification,
+    document_path,
+    documents_storage,
+    quarantine_storage,
+)
+from . import dicom, images, pdf, sandbox
+
+logger = logging.getLogger(__name__)
+
+# A passing fault: the file is checked again once it has gone.
+PASSING_FAULTS = (*STORAGE_ERRORS, DatabaseError)
+State = Document.State
+
+
+@dataclass
+class Rebuilt:
+    content: IO[bytes]
+    content_type: str
+    extension: str
+    pages: int | None = None
+
+
+def limits() -> sandbox.Limits:
+    return sandbox.Limits(
+        memory_mb=settings.DOCUMENT_CHECK_MEMORY_MB,
+        cpu_seconds=settings.DOCUMENT_CHECK_CPU_SECONDS,
+        wall_seconds=settings.DOCUMENT_CHECK_WALL_SECONDS,
+        open_files=settings.DOCUMENT_CHECK_OPEN_FILES,
+        isolate=settings.DOCUMENT_CHECK_ISOLATED,
+    )
+
+
+def _scratch() -> IO[bytes]:
+    # Anonymous: gone when closed, or if the worker dies.
+    return tempfile.TemporaryFile(dir=settings.FILE_UPLOAD_TEMP_DIR)
+
+
+def rebuild(kind: str, source: IO[bytes], heartbeat=None) -> Rebuilt:
+    """The copy of `source` (a file of `kind`, as its first bytes said) that coordinators
+    may open. Raises sandbox.Refused with the reason the family is told."""
+    try:
+        if kind == "pdf":
+            return _rebuilt_pdf(source, heartbeat)
+        if kind == "dicom":
+            return _rebuilt_dicom(source, heartbeat)
+        return _rebuilt_image(kind, source, heartbeat)
+    except sandbox.SandboxFailed as failed:
+        logger.info("Sandbox ended without a result (%s), a %s file", failed.reason, kind)
+        raise sandbox.Refused("damaged" if failed.reason == "crash" else "too_complex") from None
+    except ValueError:
+        # The child handed back something out of bounds: nothing of it is kept.
+        logger.warning("Sandbox result out of bounds, a %s file", kind)
+        raise sandbox.Refused("damaged") from None
+
+
+def _run(kind: str, source: IO[bytes], options: dict, on_frame, max_payload: int, heartbeat):
+    return sandbox.run(
+        kind,
+        source,
+        options,
+        limits(),
+        on_frame,
+        max_payload=max_payload,
+        heartbeat=heartbeat,
+        heartbeat_seconds=settings.DOCUMENT_HEARTBEAT_SECONDS,
+    )
+
+
+def _rebuilt_pdf(source: IO[bytes], heartbeat) -> Rebuilt:
+    page_pixels = settings.DOCUMENT_PDF_MAX_PAGE_PIXELS
+    assembler = pdf.Assembler(max_page_pixels=page_pixels, made_on=timezone.localdate())
+    options = {
+        "dpi": settings.DOCUMENT_PDF_DPI,
+        "max_pages": settings.DOCUMENT_PDF_MAX_PAGES,
+        "max_page_pixels": page_pixels,
+    }
+    _run("pdf", source, options, assembler.add, page_pixels * 3, heartbeat)
+    out = _scratch()
+    try:
+        pages = assembler.save(out)
+    except BaseException:
+        out.close()
+        raise
+    return Rebuilt(out, "application/pdf", "pdf", pages)
+
+
+def _rebuilt_image(kind: str, source: IO[bytes], heartbeat) -> Rebuilt:
+    max_pixels = settings.DOCUMENT_IMAGE_MAX_PIXELS
+    frames: list[tuple[dict, bytes]] = []
+    _run(kind, source, {"max_pixels": max_pixels}, _one_frame(frames), max_pixels * 4, heartbeat)
+    if not frames:
+        raise sandbox.Refused("damaged")
+    out = _scratch()
+    try:
+        content_type, extension = images.encode(kind, *frames[0], out, max_pixels=max_pixels)
+    except BaseException:
+        out.close()
+        raise
+    return Rebuilt(out, content_type, extension)
+
+
+def _rebuilt_dicom(source: IO[bytes], heartbeat) -> Rebuilt:
+    size = source.seek(0, 2)
+    frames: list[tuple[dict, bytes]] = []
+    _run("dicom", source, {}, _one_frame(frames), size + 64 * 1024, heartbeat)
+    if not frames:
+        raise sandbox.Refused("damaged")
+    header, payload = frames[0]
+    out = _scratch()
+    try:
+        out.write(payload)
+        out.seek(0)
+        if header.get("pdf_inside"):
+            # A PDF wrapped in DICOM is a PDF: rebuilt as one, in a sandbox of its own.
+            return _rebuilt_pdf(out, heartbeat)
+        dicom.check_rebuilt(payload, size)
+    except BaseException:
+        out.close()
+        raise
+    return Rebuilt(out, "application/dicom", "dcm")
+
+
+def _one_frame(frames: list):
+    def keep(header: dict, payload: bytes) -> None:
+        if frames:
+            raise ValueError("more than one picture")
+        frames.append((header, payload))
+
+    return keep
+
+
+# The task
+
+
+@task(queue_name="documents")
+def check_document(document_id: int) -> None:
+    check(document_id)
+
+
+def check(document_id: int) -> None:
+    document = claim(document_id)
+    if document is None:
+        return  # checked already, or by another worker now
+    if document.check_attempts > settings.DOCUMENT_CHECK_ATTEMPTS:
+        logger.warning("Document %s refused after %d tries", document.pk, document.check_attempts - 1)
+        settle(document, refusal="check_failed")
+        return
+    try:
+        with _original(document) as source:
+            rebuilt = rebuild(document.detected_type, source, partial(_beat, document))
+    except sandbox.Refused as refused:
+        logger.info("Document %s refused (%s)", document.pk, refused.code)
+        settle(document, refusal=refused.code)
+        return
+    except PASSING_FAULTS as error:
+        put_back(document, error)
+        return
+    try:
+        store(document, rebuilt)
+    except PASSING_FAULTS as error:
+        put_back(document, error)
+    finally:
+        rebuilt.content.close()
+
+
+def claim(document_id: int) -> Document | None:
+    """Takes the document for this worker: one waiting, or one whose worker stopped beating.
+    Each claim counts an attempt."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.DOCUMENT_STALE_SECONDS)
+    claimed = (
+        Document.objects.filter(pk=document_id)
+        .filter(Q(state=State.RECEIVED) | Q(state=State.CHECKING, heartbeat_at__lt=stale))
+        .update(state=State.CHECKING, check_attempts=F("check_attempts") + 1, heartbeat_at=now)
+    )
+    return Document.objects.get(pk=document_id) if claimed else None
+
+
+def _mine(document: Document):
+    """The document while it is still this worker's check."""
+    return Document.objects.filter(
+        pk=document.pk, state=State.CHECKING, check_attempts=document.check_attempts
+    )
+
+
+def _beat(document: Document) -> None:
+    try:
+        _mine(document).update(heartbeat_at=timezone.now())
+    except DatabaseError as error:
+        # The check goes on; if the database is still away at its end, it is put back.
+        logger.warning("Heartbeat of document %s missed: %s", document.pk, type(error).__name__)
+
+
+@contextlib.contextmanager
+def _original(document: Document):
+    """The original bytes as a real file, for the sandbox's standard input."""
+    if isinstance(quarantine_storage, FileSystemStorage):
+        with open(quarantine_storage.path(document.quarantine_name), "rb") as source:
+            yield source
+        return
+    with _scratch() as copy, quarantine_storage.open(document.quarantine_name, "rb") as stored:
+        for chunk in iter(lambda: stored.read(1024 * 1024), b""):
+            copy.write(chunk)
+        copy.seek(0)
+        yield copy
+
+
+def store(document: Document, rebuilt: Rebuilt) -> None:
+    rebuilt.content.seek(0)
+    digest, size = hashlib.sha256(), 0
+    for chunk in iter(lambda: rebuilt.content.read(1024 * 1024), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    rebuilt.content.seek(0)
+    document.extension = rebuilt.extension
+    name = documents_storage.save(document_path(document, ""), File(rebuilt.content))
+    try:
+        settled = settle(
+            document,
+            file=name,
+            content_type=rebuilt.content_type,
+            extension=rebuilt.extension,
+            size=size,
+            sha256=digest.hexdigest(),
+            pages=rebuilt.pages,
+        )
+    except BaseException:
+        documents_storage.delete(name)
+        raise
+    if not settled:
+        documents_storage.delete(name)
+
+
+def settle(document: Document, *, refusal: str = "", **rebuilt) -> bool:
+    """Ends this worker's check, accepted (with the rebuilt copy's fields) or refused;
+    deletes the original once that is committed. False if the check was no longer ours."""
+    fields = {
+        "state": State.REFUSED if refusal else State.ACCEPTED,
+        "refusal": refusal,
+        "checked_at": timezone.now(),
+        "heartbeat_at": None,
+        "quarantine_name": "",
+        **rebuilt,
+    }
+    with transaction.atomic():
+        settled = _mine(document).update(**fields)
+        if settled and document.quarantine_name:
+            transaction.on_commit(
+                partial(_delete_original, document.quarantine_name), robust=True
+            )
+    if settled:
+        settle_inquiry(document.inquiry_id)
+    return bool(settled)
+
+
+def _delete_original(name: str) -> None:
+    quarantine_storage.delete(name)
+
+
+def put_back(document: Document, error: Exception) -> None:
+    """A passing fault: the document waits again, its attempt not counted, and is checked
+    again in a minute (or by `recover`, once the database is back)."""
+    logger.warning("Check of document %s put back: %s", document.pk, type(error).__name__)
+    try:
+        put = _mine(document).update(
+            state=State.RECEIVED, check_attempts=F("check_attempts") - 1, heartbeat_at=None
+        )
+        if put:
+            queue_check(document, delay=timedelta(minutes=1))
+    except DatabaseError:
+        pass
+
+
+def _backend():
+    return check_document.get_backend()
+
+
+def queue_check(document: Document, delay: timedelta | None = None) -> None:
+    if delay and not _backend().supports_defer:
+        return  # an in-process backend would retry at once, forever: `recover` will
+    checking = check_document.using(run_after=timezone.now() + delay) if delay else check_document
+    result = checking.enqueue(document.pk)
+    Document.objects.filter(pk=document.pk).update(check_task_id=result.id)
+
+
+def queue_checks(inquiry: Inquiry) -> None:
+    for document in inquiry.documents.filter(state=State.RECEIVED):
+        queue_check(document)
+
+
+def settle_inquiry(inquiry_id: int) -> None:
+    """Once every document of the inquiry has been checked, its emails go out (once)."""
+    if Document.objects.filter(inquiry_id=inquiry_id).unsettled().exists():
+        return
+    now = timezone.now()
+    claimed = Inquiry.objects.filter(pk=inquiry_id, documents_checked_at__isnull=True).update(
+        documents_checked_at=now
+    )
+    if claimed:
+        for notification in Notification.objects.filter(inquiry_id=inquiry_id, sent_at=None):
+            queue_email(notification)
+
+
+def queue_email(notification: Notification, delay: timedelta | None = None) -> None:
+    from ..tasks import send_notification
+
+    if delay and not _backend().supports_defer:
+        return
+    sending = send_notification.using(run_after=timezone.now() + delay) if delay else send_notification
+    result = sending.enqueue(notification.pk)
+    Notification.objects.filter(pk=notification.pk).update(task_id=result.id)
+
+
+# Recovery
+
+
+def _pending(task_id: str, stale: timedelta) -> bool:
+    """Whether a task is waiting in the queue, or running and not left behind."""
+    backend = _backend()
+    if not task_id or not backend.supports_get_result:
+        return False
+    try:
+        result = backend.get_result(task_id)
+    except TaskResultDoesNotExist:
+        return False
+    if result.status == TaskResultStatus.READY:
+        return True
+    started = result.started_at
+    return result.status == TaskResultStatus.RUNNING and started > timezone.now() - stale
+
+
+def recover() -> int:
+    """Queues again what no worker will otherwise do: documents waiting with no task for
+    them, checks whose worker stopped beating, inquiries whose last check ended without
+    their emails queued, and emails due again. Returns how many it queued."""
+    now = timezone.now()
+    stale = timedelta(seconds=settings.DOCUMENT_STALE_SECONDS)
+    queued = 0
+    waiting = Document.objects.filter(state=State.RECEIVED, received_at__lt=now - stale)
+    for document in waiting.iterator():
+        if not _pending(document.check_task_id, stale):
+            queue_check(document)
+            queued += 1
+    for document in Document.objects.filter(state=State.CHECKING, heartbeat_at__lt=now - stale):
+        logger.warning("Check of document %s left behind by its worker: taken up again", document.pk)
+        queue_check(document)
+        queued += 1
+    unsent = Inquiry.objects.filter(documents_checked_at__isnull=True, received_at__lt=now - stale)
+    for inquiry_id in unsent.exclude(
+        documents__state__in=[State.RECEIVED, State.CHECKING]
+    ).values_list("pk", flat=True):
+        settle_inquiry(inquiry_id)
+    due = Notification.objects.due().filter(inquiry__documents_checked_at__isnull=False)
+    for notification in due:
+        last = notification.last_attempt_at or notification.created_at
+        if last + notification.next_retry_after() <= now and not _pending(
+            notification.task_id, stale
+        ):
+            queue_email(notification)
+            queued += 1
+    return queued

@@ -1,0 +1,263 @@
+"""Opens a file from outside only in a child process that a bomb or an exploit can bring
+down without harming anything else.
+
+The child is this module run as a program. Before it reads a byte of the file it limits
+its own address space, CPU time, open files and the size of any file it could write, loads
+every decoder it will need, and, with `isolate`, leaves the network (a network namespace
+with no interface) and the filesystem (a chroot into an empty folder); run as root it also
+becomes nobody. The file arrives on its standard input and the results leave on its
+standard output as frames: a JSON header, then as many raw bytes as the header says. The
+parent kills the child at the wall-time limit and checks every frame against its limits.
+
+A child that runs out of memory, CPU time or wall time, or crashes, is reported as such;
+nothing it did can reach the worker but the frames, which carry pixels or a rewritten scan.
+"""
+
+import json
+import os
+import resource
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+HEADER_LIMIT = 64 * 1024
+# The child has no user of its own when it starts as root: "nobody".
+NOBODY = 65534
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int = 1024
+    cpu_seconds: int = 60
+    wall_seconds: int = 120
+    open_files: int = 16
+    # No network and no filesystem (Linux namespaces and a chroot). Off only where the
+    # host gives the worker no namespaces and isolates it itself (a container with no
+    # network and a read-only root): the other limits always apply.
+    isolate: bool = True
+
+
+class Refused(Exception):
+    """The file is not one we can accept; `code` names why (see messages.py)."""
+
+    def __init__(self, code: str, **details: Any) -> None:
+        super().__init__(code)
+        self.code = code
+        self.details = details
+
+
+class SandboxFailed(Exception):
+    """The child ran out of time or memory, or crashed: `reason` is "time", "memory" or
+    "crash"."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+Frame = Callable[[dict, bytes], None]
+
+
+def run(
+    kind: str,
+    source: IO[bytes],
+    options: dict,
+    limits: Limits,
+    on_frame: Frame,
+    *,
+    max_payload: int,
+    heartbeat: Callable[[], None] | None = None,
+    heartbeat_seconds: float = 5,
+) -> dict:
+    """Runs the child for a file of `kind` read from `source` (a real file), passing each
+    frame to `on_frame`; returns the last frame, or raises Refused or SandboxFailed."""
+    with tempfile.TemporaryDirectory(prefix="sandbox-root-") as root:
+        os.chmod(root, 0o755)  # the child may be nobody; the folder stays empty
+        command = [
+            sys.executable,
+            "-I",
+            str(Path(__file__).resolve()),
+            kind,
+            json.dumps(options),
+            json.dumps(asdict(limits)),
+            root,
+        ]
+        source.seek(0)
+        child = subprocess.Popen(  # noqa: S603 - our own program, no shell
+            command,
+            stdin=source,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            start_new_session=True,
+        )
+        try:
+            last = _read_frames(child, limits, on_frame, max_payload, heartbeat, heartbeat_seconds)
+        finally:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            child.stdout.close()
+            child.stderr.close()
+    if last is None:
+        raise SandboxFailed(_reason(child.returncode))
+    if "refused" in last:
+        raise Refused(last["refused"], **last.get("details", {}))
+    return last
+
+
+def _reason(returncode: int) -> str:
+    if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        return "time"  # the CPU limit, or the kernel's out-of-memory killer
+    return "crash"
+
+
+def _read_frames(child, limits, on_frame, max_payload, heartbeat, heartbeat_seconds):
+    deadline = time.monotonic() + limits.wall_seconds
+    next_beat = time.monotonic() + heartbeat_seconds
+    out, err = child.stdout.fileno(), child.stderr.fileno()
+    open_fds = {out, err}
+    buffer = bytearray()
+    last = None
+    while open_fds:
+        now = time.monotonic()
+        if now >= deadline:
+            os.killpg(child.pid, signal.SIGKILL)
+            raise SandboxFailed("time")
+        if heartbeat and now >= next_beat:
+            heartbeat()
+            next_beat = now + heartbeat_seconds
+        ready, _, _ = select.select(list(open_fds), [], [], min(deadline, next_beat) - now)
+        for fd in ready:
+            chunk = os.read(fd, 1024 * 1024)
+            if not chunk:
+                open_fds.discard(fd)
+            elif fd == out:
+                buffer += chunk
+                last = _take_frames(buffer, on_frame, max_payload) or last
+            # Whatever the child writes to stderr is dropped: it could quote the file.
+    remaining = max(0.1, deadline - time.monotonic())
+    try:
+        child.wait(remaining)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        raise SandboxFailed("time") from None
+    if buffer:
+        raise SandboxFailed("crash")  # a frame cut short
+    if last is None or not last.get("end"):
+        return None
+    return last
+
+
+def _take_frames(buffer: bytearray, on_frame: Frame, max_payload: int) -> dict | None:
+    """Passes every complete frame at the start of `buffer` to `on_frame`, removes it, and
+    returns the last final frame seen."""
+    last = None
+    while len(buffer) >= 4:
+        header_length = int.from_bytes(buffer[:4], "big")
+        if header_length > HEADER_LIMIT:
+            raise SandboxFailed("crash")
+        if len(buffer) < 4 + header_length:
+            break
+        try:
+            header = json.loads(bytes(buffer[4 : 4 + header_length]))
+            length = int(header.get("bytes", 0))
+        except (ValueError, TypeError, AttributeError):
+            raise SandboxFailed("crash") from None
+        if not 0 <= length <= max_payload:
+            raise SandboxFailed("crash")
+        if len(buffer) < 4 + header_length + length:
+            break
+        payload = bytes(buffer[4 + header_length : 4 + header_length + length])
+        del buffer[: 4 + header_length + length]
+        if header.get("end"):
+            last = header
+        else:
+            on_frame(header, payload)
+    return last
+
+
+# The child
+
+
+class FrameWriter:
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+
+    def send(self, header: dict, payload: bytes = b"") -> None:
+        encoded = json.dumps({**header, "bytes": len(payload)}).encode()
+        self.stream.write(len(encoded).to_bytes(4, "big") + encoded)
+        self.stream.write(payload)
+
+    def end(self, **result: Any) -> None:
+        self.send({"end": True, **result})
+        self.stream.flush()
+
+
+def _limit(which: int, value: int, hard: int | None = None) -> None:
+    resource.setrlimit(which, (value, value if hard is None else hard))
+
+
+def _isolate(root: str) -> None:
+    flags = os.CLONE_NEWNET | os.CLONE_NEWNS
+    if os.geteuid() != 0:
+        # Without root, a user namespace gives the rights to make the two others.
+        flags |= os.CLONE_NEWUSER
+    os.unshare(flags)
+    os.chroot(root)
+    os.chdir("/")
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+
+
+def _decoder(kind: str):
+    if kind == "pdf":
+        from inquiries.documents import pdf as module
+    elif kind == "dicom":
+        from inquiries.documents import dicom as module
+    else:
+        from inquiries.documents import images as module
+    return module
+
+
+def child_main(argv: list[str]) -> None:
+    kind, options, limits, root = argv[1], json.loads(argv[2]), Limits(**json.loads(argv[3])), argv[4]
+    _limit(resource.RLIMIT_AS, limits.memory_mb * 1024 * 1024)
+    # SIGXCPU at the limit, SIGKILL a second later should the child ignore it.
+    _limit(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1)
+    _limit(resource.RLIMIT_FSIZE, 0)
+    _limit(resource.RLIMIT_CORE, 0)
+    decoder = _decoder(kind)
+    # Everything a decoder loads lazily must be loaded before the filesystem goes.
+    decoder.prepare()
+    if limits.isolate:
+        _isolate(root)
+    _limit(resource.RLIMIT_NOFILE, limits.open_files)
+    data = sys.stdin.buffer.read()
+    out = FrameWriter(sys.stdout.buffer)
+    try:
+        result = decoder.child(kind, data, options, out)
+    except Refused as refused:
+        out.end(refused=refused.code, details=refused.details)
+    except MemoryError:
+        out.end(refused="too_complex")
+    except Exception:  # whatever a decoder raises on a broken file means the same
+        out.end(refused="damaged")
+    else:
+        out.end(**result)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from inquiries.documents import sandbox as this
+
+    this.child_main(sys.argv)

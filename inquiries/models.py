@@ -344,7 +344,8 @@ class Document(models.Model):
                 name="document_accepted_with_its_rebuilt_copy",
             ),
             models.CheckConstraint(
-                condition=Q(state="refused", refusal__gt="") | (~Q(state="refused") & Q(refusal="")),
+                condition=Q(state="refused", refusal__gt="")
+                | (~Q(state="refused") & Q(refusal="")),
                 name="document_refused_with_a_reason",
             ),
         ]

@@ -13,9 +13,9 @@ from django_ratelimit.core import is_ratelimited
 
 from cancerfax.caches import CACHE_ERRORS, cache_failed, cache_resting
 
+from .documents.pipeline import queue_checks
 from .forms import InquiryForm
 from .models import STORAGE_ERRORS, Inquiry
-from .documents.pipeline import queue_checks
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
 import base64
 import os
+import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -38,17 +39,32 @@ def _test_storage(settings, tmp_path):
     # The manifest storage needs `collectstatic` first; tests serve files from their sources.
     # Documents and uploads in progress go to this test's own folders, so a test can see
     # exactly which files were left behind.
-    documents = tmp_path / "documents"
     uploads = tmp_path / "uploads-in-progress"
     uploads.mkdir(mode=0o700)
     settings.FILE_UPLOAD_TEMP_DIR = uploads
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-        "documents": {
-            **settings.STORAGES["documents"],
-            "OPTIONS": {**settings.STORAGES["documents"]["OPTIONS"], "location": documents},
+        **{
+            alias: {
+                **settings.STORAGES[alias],
+                "OPTIONS": {**settings.STORAGES[alias]["OPTIONS"], "location": tmp_path / alias},
+            }
+            for alias in ("documents", "quarantine")
         },
+    }
+
+
+@pytest.fixture(autouse=True)
+def _tasks_at_once(settings):
+    # In-process tests run each task at once, in the request that queues it: a family's
+    # files are checked (in the sandbox, as always) before the thank-you page. The worker,
+    # its queue and its recovery have tests of their own, with real worker processes.
+    settings.TASKS = {
+        "default": {
+            "BACKEND": "django.tasks.backends.immediate.ImmediateBackend",
+            "QUEUES": ["default", "documents"],
+        }
     }
 
 
@@ -94,6 +110,11 @@ def documents_dir(settings) -> Path:
 @pytest.fixture
 def uploads_dir(settings) -> Path:
     return Path(settings.FILE_UPLOAD_TEMP_DIR)
+
+
+@pytest.fixture
+def quarantine_dir(settings) -> Path:
+    return Path(settings.STORAGES["quarantine"]["OPTIONS"]["location"])
 
 
 def files_in(folder: Path) -> list[Path]:
@@ -226,5 +247,35 @@ def s3(settings, monkeypatch):
         client.create_bucket(
             Bucket=TEST_BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
         )
-        settings.STORAGES = {**settings.STORAGES, "documents": env_documents_bucket()}
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "documents": env_documents_bucket(),
+            "quarantine": env_documents_bucket("quarantine"),
+        }
         yield client
+
+
+def rebuild_bytes(kind: str, data: bytes):
+    """The copy a coordinator would get of `data` (a file of `kind`), rebuilt in the real
+    sandbox; raises sandbox.Refused as the worker would record it."""
+    from inquiries.documents.pipeline import rebuild
+
+    with tempfile.TemporaryFile() as source:
+        source.write(data)
+        source.flush()
+        return rebuild(kind, source)
+
+
+def rebuilt_bytes(kind: str, data: bytes) -> bytes:
+    result = rebuild_bytes(kind, data)
+    with result.content:
+        result.content.seek(0)
+        return result.content.read()
+
+
+def refusal_code(kind: str, data: bytes) -> str:
+    from inquiries.documents.sandbox import Refused
+
+    with pytest.raises(Refused) as refused:
+        rebuild_bytes(kind, data).content.close()
+    return refused.value.code

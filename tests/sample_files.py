@@ -300,3 +300,71 @@ def dicom_bytes(preamble: bytes = b"\0" * 128) -> bytes:
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def stream(body: bytes, dictionary: bytes = b"", compress: bool = False) -> bytes:
+    """A stream object's body, optionally Flate-compressed."""
+    if compress:
+        body = zlib.compress(body)
+        dictionary += b" /Filter /FlateDecode"
+    return b"<< /Length %d%s >>\nstream\n%s\nendstream" % (len(body), dictionary, body)
+
+
+def with_update(pdf: bytes, objects: dict[int, bytes], root: int = 1) -> bytes:
+    """`pdf` with an incremental update appended that adds or replaces `objects`, as an
+    editor saving a change would: the original bytes stay as they were."""
+    previous = int(pdf[pdf.rindex(b"startxref") + 9 :].split()[0])
+    out = bytearray(pdf)
+    offsets = {}
+    for number, body in sorted(objects.items()):
+        offsets[number] = len(out)
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref_at = len(out)
+    out += b"xref\n"
+    for number, offset in sorted(offsets.items()):
+        out += b"%d 1\n%010d 00000 n \n" % (number, offset)
+    size = max([*objects, int(pdf.split(b"/Size ")[-1].split()[0]) - 1]) + 1
+    out += b"trailer\n<< /Size %d /Root %d 0 R /Prev %d >>\nstartxref\n%d\n%%%%EOF\n" % (
+        size,
+        root,
+        previous,
+        xref_at,
+    )
+    return bytes(out)
+
+
+def zip_bytes(name: str = "payload.exe", content: bytes = WINDOWS_EXE) -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def progressive_jpeg_with_scans(scans: int, size: int = 2048) -> bytes:
+    """A small progressive JPEG whose last scan is repeated `scans` times: decoders warn
+    about the bogus progression and decode every scan anyway, each over the whole picture,
+    the shape of a CPU bomb."""
+    image = Image.new("RGB", (size, size), (128, 128, 128))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", progressive=True, quality=90)
+    data = buffer.getvalue()
+    last_scan = data.rindex(b"\xff\xda")
+    scan = data[last_scan:-2]  # up to the end-of-image marker
+    return data[:-2] + scan * scans + b"\xff\xd9"
+
+
+def dicom_dataset(**elements) -> Dataset:
+    """The dataset of dicom_bytes(), to change before writing it with dicom_from()."""
+    dataset = pydicom.dcmread(io.BytesIO(dicom_bytes()))
+    for keyword, value in elements.items():
+        setattr(dataset, keyword, value)
+    return dataset
+
+
+def dicom_from(dataset: Dataset, preamble: bytes = bytes(128)) -> bytes:
+    dataset.preamble = preamble
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
+    return buffer.getvalue()

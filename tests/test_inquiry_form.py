@@ -1,17 +1,17 @@
 """A family sends an inquiry with medical reports: what they see, what is stored, what is sent."""
 
 import hashlib
-import io
 import re
 import stat
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.management import call_command
 from django.db import DatabaseError
 from django.test import Client
+from django.utils import timezone
 
 from inquiries.models import CONSENT_TEXT, CONSENT_VERSION, Document, Inquiry, Notification
 
@@ -157,7 +157,12 @@ def test_missing_files(client, documents_dir, uploads_dir):
 
 def test_empty_file(client, documents_dir, uploads_dir):
     response = send(client, documents=[SimpleUploadedFile("scan.pdf", b"")])
-    assert_refused(response, "One of the files you chose is empty.", documents_dir, uploads_dir)
+    assert_refused(
+        response,
+        "“scan.pdf” is empty. Please choose it again, or another copy of it.",
+        documents_dir,
+        uploads_dir,
+    )
 
 
 def test_file_over_its_limit(client, settings, documents_dir, uploads_dir):
@@ -197,23 +202,42 @@ def test_files_that_are_not_what_they_say_are_refused(
     assert_refused(response, message, documents_dir, uploads_dir)
 
 
-def test_one_bad_file_refuses_the_whole_inquiry_and_keeps_nothing(
-    client, documents_dir, uploads_dir
+def test_a_file_refused_by_the_checks_never_takes_the_others_with_it(
+    client, documents_dir, quarantine_dir, uploads_dir, django_capture_on_commit_callbacks
 ):
-    response = send(client, documents=[photo(), pdf("plan.pdf", javascript=True)])
-    assert_refused(response, "contains active content", documents_dir, uploads_dir)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = send(client, documents=[photo(), pdf("plan.pdf", encrypted=True)])
+    assert response.status_code == 302
+    inquiry = Inquiry.objects.get()
+    states = dict(inquiry.documents.values_list("original_name", "state"))
+    assert states == {"blood-count.jpg": "accepted", "plan.pdf": "refused"}
+    html = client.get(response.url).content.decode()
+    assert "We could not accept 1 of your 2 files" in html
+    assert "“plan.pdf” asks for a password before it opens." in html
+    assert "Received safely" in html and 'http-equiv="refresh"' not in html
+    receipt = next(m for m in mail.outbox if m.to == ["sam.example@example.org"])
+    assert "1 was received safely and 1 could not be accepted" in receipt.body
+    assert "plan.pdf" not in receipt.body and "blood-count" not in receipt.body
+    # The refused file's original is gone, as is every accepted one's; only the rebuilt copy
+    # of the photo is kept.
+    assert files_in(quarantine_dir) == []
+    assert len(files_in(documents_dir)) == 1
+    assert files_in(uploads_dir) == []
 
 
-def test_large_refused_upload_leaves_no_temporary_file(
-    client, tmp_path, documents_dir, uploads_dir
+def test_a_large_damaged_file_is_refused_after_sending_and_leaves_no_file(
+    client, tmp_path, documents_dir, quarantine_dir, uploads_dir, django_capture_on_commit_callbacks
 ):
-    # Over FILE_UPLOAD_MAX_MEMORY_SIZE, so Django writes it to the uploads folder as it arrives.
     whole = large_pdf(tmp_path / "whole.pdf", size_mb=3).read_bytes()
     cut = tmp_path / "scan.pdf"
     cut.write_bytes(whole[: len(whole) // 2])
-    with cut.open("rb") as upload:
+    with cut.open("rb") as upload, django_capture_on_commit_callbacks(execute=True):
         response = client.post(FORM_URL, {**form_data(), "documents": [upload]})
-    assert_refused(response, "seems to be damaged or incomplete", documents_dir, uploads_dir)
+    assert response.status_code == 302
+    assert Document.objects.get().refusal == "damaged"
+    html = client.get(response.url).content.decode()
+    assert "“scan.pdf” seems to be damaged or incomplete." in html
+    assert files_in(documents_dir) == files_in(quarantine_dir) == files_in(uploads_dir) == []
 
 
 def test_a_flood_of_files_gets_a_friendly_page_not_an_error(client, settings):
@@ -396,10 +420,10 @@ def test_database_failure_midway_stores_nothing(client, monkeypatch, documents_d
     assert files_in(uploads_dir) == []
 
 
-def test_disk_failure_midway_stores_nothing(client, monkeypatch, documents_dir, uploads_dir):
-    from inquiries.models import documents_storage
+def test_disk_failure_midway_stores_nothing(client, monkeypatch, quarantine_dir, uploads_dir):
+    from inquiries.models import quarantine_storage
 
-    real_save = documents_storage._save
+    real_save = quarantine_storage._save
     calls = []
 
     def fails_second_time(name, content):
@@ -408,15 +432,18 @@ def test_disk_failure_midway_stores_nothing(client, monkeypatch, documents_dir, 
             raise OSError(28, "No space left on device")
         return real_save(name, content)
 
-    documents_storage._setup()
-    monkeypatch.setattr(documents_storage._wrapped, "_save", fails_second_time)
+    quarantine_storage._setup()
+    monkeypatch.setattr(quarantine_storage._wrapped, "_save", fails_second_time)
     response = send(client, documents=[pdf(), photo()])
     assert response.status_code == 503
+    assert "nothing was stored" in response.content.decode()
     assert Inquiry.objects.count() == Document.objects.count() == 0
-    assert files_in(documents_dir) == []
+    assert files_in(quarantine_dir) == files_in(uploads_dir) == []
 
 
 def test_mail_server_down_never_loses_the_inquiry(client, settings):
+    from inquiries.documents.pipeline import recover
+
     settings.MAILERS = {
         "default": {
             "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
@@ -430,13 +457,13 @@ def test_mail_server_down_never_loses_the_inquiry(client, settings):
     assert [n.attempts for n in failed] == [1, 1]
     assert all(n.sent_at is None and n.last_error for n in failed)
 
+    # The mail server is back, and the next try is due: a worker's recovery sends both.
     settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
-    Notification.objects.update(last_attempt_at=None)
-    out = io.StringIO()
-    call_command("send_notifications", stdout=out)
-    assert out.getvalue().strip() == "2 sent, 0 still failing"
+    Notification.objects.update(last_attempt_at=timezone.now() - timedelta(minutes=2))
+    assert recover() == 2
     assert len(mail.outbox) == 2
     assert Notification.objects.undelivered().count() == 0
+    assert recover() == 0
 
 
 def test_privacy_notice_explains_retention_and_erasure(client, settings):
@@ -487,10 +514,12 @@ def test_a_database_failure_after_storing_still_thanks_the_family(client, monkey
     def connection_lost(inquiry):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr("inquiries.views.queue_emails", connection_lost)
+    monkeypatch.setattr("inquiries.views.queue_checks", connection_lost)
     response = send(client)
     assert response.status_code == 302
     reference = Inquiry.objects.get().reference
-    assert reference in client.get(response.url).content.decode()
-    # The emails wait as rows for send_notifications.
+    html = client.get(response.url).content.decode()
+    assert reference in html and "Being checked" in html
+    # The document waits in quarantine, its emails as rows: a worker finds both.
+    assert Document.objects.get().state == "received"
     assert Notification.objects.undelivered().count() == 2

@@ -34,35 +34,50 @@ def coordinator_client(db) -> Client:
     return client
 
 
-def test_documents_go_to_the_bucket_private_and_encrypted(s3, client, documents_dir):
-    sent = pdf()
-    send(client, documents=[sent, photo()])
+def test_documents_go_to_the_bucket_private_and_encrypted(
+    s3, client, documents_dir, quarantine_dir, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as deletions:
+        send(client, documents=[pdf(), photo()])
     inquiry = Inquiry.objects.get()
+    # The originals, in quarantine until checked, and the rebuilt copies: all private and
+    # encrypted at rest.
     objects = stored_objects(s3)
-    assert sorted(o["Key"] for o in objects) == sorted(
-        f"documents/{d.file.name}" for d in inquiry.documents.all()
-    )
+    assert sorted(o["Key"].split("/")[0] for o in objects) == ["documents"] * 2 + ["quarantine"] * 2
     for stored in objects:
         head = s3.head_object(Bucket=BUCKET, Key=stored["Key"])
         assert head["ServerSideEncryption"] == "AES256"
         grants = s3.get_object_acl(Bucket=BUCKET, Key=stored["Key"])["Grants"]
         assert [g["Permission"] for g in grants] == ["FULL_CONTROL"]  # the owner only
         assert all(g["Grantee"].get("URI") != ALL_USERS for g in grants)
+    # Once the checks are committed the originals go; the rebuilt copies stay.
+    for deletion in deletions:
+        deletion()
+    assert sorted(o["Key"] for o in stored_objects(s3)) == sorted(
+        f"documents/{d.file.name}" for d in inquiry.documents.all()
+    )
     first = inquiry.documents.get(original_name="pathology-report.pdf")
     body = s3.get_object(Bucket=BUCKET, Key=f"documents/{first.file.name}")["Body"].read()
     assert hashlib.sha256(body).hexdigest() == first.sha256
-    # Nothing was written to the local folder.
-    assert files_in(documents_dir) == []
+    # Nothing was written to the local folders.
+    assert files_in(documents_dir) == files_in(quarantine_dir) == []
 
 
 def test_a_named_kms_key_encrypts_with_it(s3, monkeypatch, settings, client):
     key_id = boto3.client("kms", region_name="eu-west-2").create_key()["KeyMetadata"]["KeyId"]
     monkeypatch.setenv("DOCUMENTS_KMS_KEY_ID", key_id)
-    settings.STORAGES = {**settings.STORAGES, "documents": env_documents_bucket()}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "documents": env_documents_bucket(),
+        "quarantine": env_documents_bucket("quarantine"),
+    }
     send(client, documents=[pdf()])
-    head = s3.head_object(Bucket=BUCKET, Key=stored_objects(s3)[0]["Key"])
-    assert head["ServerSideEncryption"] == "aws:kms"
-    assert head["SSEKMSKeyId"].endswith(key_id)
+    objects = stored_objects(s3)
+    assert len(objects) == 2  # the original, until its deletion is committed, and the copy
+    for stored in objects:
+        head = s3.head_object(Bucket=BUCKET, Key=stored["Key"])
+        assert head["ServerSideEncryption"] == "aws:kms"
+        assert head["SSEKMSKeyId"].endswith(key_id)
 
 
 def test_coordinators_download_from_the_bucket_through_the_audited_view(s3, coordinator_client):
@@ -81,7 +96,11 @@ def test_coordinators_download_from_the_bucket_through_the_audited_view(s3, coor
 def store_goes_away(settings, monkeypatch) -> None:
     """The bucket's address now answers nothing: a closed port on this machine."""
     monkeypatch.setenv("DOCUMENTS_S3_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
-    settings.STORAGES = {**settings.STORAGES, "documents": env_documents_bucket()}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "documents": env_documents_bucket(),
+        "quarantine": env_documents_bucket("quarantine"),
+    }
 
 
 def closed_port() -> int:
@@ -123,7 +142,8 @@ def test_a_document_missing_from_the_bucket_is_reported_not_crashed(s3, coordina
 
 
 def test_erasing_an_inquiry_removes_its_objects(s3, client, django_capture_on_commit_callbacks):
-    send(client, documents=[pdf(), photo()])
+    with django_capture_on_commit_callbacks(execute=True):
+        send(client, documents=[pdf(), photo()])
     assert len(stored_objects(s3)) == 2
     with django_capture_on_commit_callbacks(execute=True):
         Inquiry.objects.get().erase()

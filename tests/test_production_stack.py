@@ -9,7 +9,6 @@ from contextlib import ExitStack
 
 import pytest
 
-from .conftest import ROOT
 from .servers import manage, start_gunicorn
 
 
@@ -70,23 +69,3 @@ def test_access_log_is_json_without_query_strings(served):
     assert entry["status"] == 200
     assert len(entry["request_id"]) == 32
     assert "Ada" not in log.read_text()
-
-
-def test_gunicorn_start_up_sweeps_only_upload_folders_no_worker_holds(tmp_path, monkeypatch):
-    import fcntl
-    import importlib.util
-
-    monkeypatch.setenv("DATA_DIR", str(tmp_path))
-    spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "gunicorn.conf.py")
-    conf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conf)
-    left, live = conf.worker_folder(101), conf.worker_folder(102)
-    for folder in (left, live):
-        folder.mkdir(parents=True)
-        (folder / "tmpupload.upload").write_bytes(b"part of a report")
-        (folder / ".lock").touch()
-    with (live / ".lock").open("w") as held:  # as a running worker holds its own
-        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        conf.on_starting(server=None)
-    assert not left.exists()
-    assert (live / "tmpupload.upload").exists()

@@ -57,13 +57,19 @@ def child(kind: str, data: bytes, options: dict, out) -> dict:
         raise Refused("executable_preamble")
     dataset = pydicom.dcmread(io.BytesIO(data))
     meta = dataset.file_meta
-    uids = [meta.get("TransferSyntaxUID"), dataset.get("SOPClassUID"), dataset.get("SOPInstanceUID")]
+    uids = [
+        meta.get("TransferSyntaxUID"),
+        dataset.get("SOPClassUID"),
+        dataset.get("SOPInstanceUID"),
+    ]
     if not all(uids):
         raise Refused("damaged")
     if dataset.SOPClassUID == EncapsulatedPDFStorage:
         document = bytes(dataset.EncapsulatedDocument)
         # An odd-length PDF is padded with one zero byte to an even length.
-        out.send({"pdf_inside": True}, document.rstrip(b"\0") if document.endswith(b"\0") else document)
+        out.send(
+            {"pdf_inside": True}, document.rstrip(b"\0") if document.endswith(b"\0") else document
+        )
         return {"inside": "pdf"}
     if "EncapsulatedDocument" in dataset:
         raise Refused("type")
@@ -79,10 +85,16 @@ def _standard(element) -> bool:
     from pydicom.datadict import dictionary_has_tag, repeater_has_tag
 
     tag = element.tag
-    if tag.is_private or tag.group == 0x0002 or not (dictionary_has_tag(tag) or repeater_has_tag(tag)):
+    if (
+        tag.is_private
+        or tag.group == 0x0002
+        or not (dictionary_has_tag(tag) or repeater_has_tag(tag))
+    ):
         return False
     if element.VR in BINARY_VRS:
-        overlay = 0x6000 <= tag.group <= 0x601E and tag.group % 2 == 0 and tag.element == OVERLAY_DATA
+        overlay = (
+            0x6000 <= tag.group <= 0x601E and tag.group % 2 == 0 and tag.element == OVERLAY_DATA
+        )
         return int(tag) in IMAGE_ELEMENTS or overlay
     return True
 

@@ -40,7 +40,8 @@ def child(kind: str, data: bytes, options: dict, out) -> dict:
     except pdfium.PdfiumError as error:
         code = getattr(error, "err_code", None)
         raise Refused(
-            "encrypted" if code in (pdfium.raw.FPDF_ERR_PASSWORD, pdfium.raw.FPDF_ERR_SECURITY)
+            "encrypted"
+            if code in (pdfium.raw.FPDF_ERR_PASSWORD, pdfium.raw.FPDF_ERR_SECURITY)
             else "damaged"
         ) from None
     pages = len(document)
@@ -55,7 +56,9 @@ def child(kind: str, data: bytes, options: dict, out) -> dict:
         width, height = page.get_size()
         if not (width > 0 and height > 0):
             raise Refused("damaged")
-        scale = min(options["dpi"] / 72, math.sqrt(options["max_page_pixels"] / (width * height)))
+        # A little under the limit, as the renderer rounds the page's size up.
+        fit = math.sqrt(options["max_page_pixels"] / (width * height)) * 0.99
+        scale = min(options["dpi"] / 72, fit)
         bitmap = page.render(scale=scale, rev_byteorder=True, may_draw_forms=True)
         picture = bitmap.to_pil().convert("RGB")
         header = {"page": index + 1, "pages": pages, "scale": scale}

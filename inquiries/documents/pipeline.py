@@ -174,7 +174,9 @@ def check(document_id: int) -> None:
     if document is None:
         return  # checked already, or by another worker now
     if document.check_attempts > settings.DOCUMENT_CHECK_ATTEMPTS:
-        logger.warning("Document %s refused after %d tries", document.pk, document.check_attempts - 1)
+        logger.warning(
+            "Document %s refused after %d tries", document.pk, document.check_attempts - 1
+        )
         settle(document, refusal="check_failed")
         return
     try:
@@ -277,9 +279,7 @@ def settle(document: Document, *, refusal: str = "", **rebuilt) -> bool:
     with transaction.atomic():
         settled = _mine(document).update(**fields)
         if settled and document.quarantine_name:
-            transaction.on_commit(
-                partial(_delete_original, document.quarantine_name), robust=True
-            )
+            transaction.on_commit(partial(_delete_original, document.quarantine_name), robust=True)
     if settled:
         settle_inquiry(document.inquiry_id)
     return bool(settled)
@@ -338,7 +338,9 @@ def queue_email(notification: Notification, delay: timedelta | None = None) -> N
 
     if delay and not _backend().supports_defer:
         return
-    sending = send_notification.using(run_after=timezone.now() + delay) if delay else send_notification
+    sending = (
+        send_notification.using(run_after=timezone.now() + delay) if delay else send_notification
+    )
     result = sending.enqueue(notification.pk)
     Notification.objects.filter(pk=notification.pk).update(task_id=result.id)
 
@@ -374,7 +376,9 @@ def recover() -> int:
             queue_check(document)
             queued += 1
     for document in Document.objects.filter(state=State.CHECKING, heartbeat_at__lt=now - stale):
-        logger.warning("Check of document %s left behind by its worker: taken up again", document.pk)
+        logger.warning(
+            "Check of document %s left behind by its worker: taken up again", document.pk
+        )
         queue_check(document)
         queued += 1
     unsent = Inquiry.objects.filter(documents_checked_at__isnull=True, received_at__lt=now - stale)

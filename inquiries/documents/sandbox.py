@@ -79,7 +79,8 @@ def run(
     """Runs the child for a file of `kind` read from `source` (a real file), passing each
     frame to `on_frame`; returns the last frame, or raises Refused or SandboxFailed."""
     with tempfile.TemporaryDirectory(prefix="sandbox-root-") as root:
-        os.chmod(root, 0o755)  # the child may be nobody; the folder stays empty
+        # The child may be nobody; it can write nothing there (RLIMIT_FSIZE).
+        os.chmod(root, 0o755)  # noqa: S103
         command = [
             sys.executable,
             "-I",
@@ -230,7 +231,12 @@ def _decoder(kind: str):
 
 
 def child_main(argv: list[str]) -> None:
-    kind, options, limits, root = argv[1], json.loads(argv[2]), Limits(**json.loads(argv[3])), argv[4]
+    kind, options, limits, root = (
+        argv[1],
+        json.loads(argv[2]),
+        Limits(**json.loads(argv[3])),
+        argv[4],
+    )
     _limit(resource.RLIMIT_AS, limits.memory_mb * 1024 * 1024)
     # SIGXCPU at the limit, SIGKILL a second later should the child ignore it.
     _limit(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1)

@@ -51,7 +51,9 @@ def sniffed_types(head: bytes) -> set[str]:
         matches = puremagic.magic_string(head)
     except puremagic.PureError:
         matches = []
-    kinds = {TYPES_BY_MAGIC[match.extension] for match in matches if match.extension in TYPES_BY_MAGIC}
+    kinds = {
+        TYPES_BY_MAGIC[match.extension] for match in matches if match.extension in TYPES_BY_MAGIC
+    }
     # puremagic ranks HEIC below MP4 and does not know the HEIF brands mif1 and msf1. A
     # DICOM file's first 128 bytes may hold anything, so puremagic may name whatever they
     # look like; the sandbox checks what they hold.

@@ -60,9 +60,7 @@ class QuarantineUploadHandler(FileUploadHandler):
         if self.file is not None:
             self.file.seek(0)
         kept = self.file if self.file is not None else io.BytesIO()
-        received = ReceivedFile(
-            kept, self.file_name, self.size, self.head, self.over
-        )
+        received = ReceivedFile(kept, self.file_name, self.size, self.head, self.over)
         self.received.append(received)
         return received
 

@@ -31,109 +31,139 @@ def quarantine_earlier_documents(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('inquiries', '0002_coordinators_group'),
+        ("inquiries", "0002_coordinators_group"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='document',
-            options={'ordering': ['received_at', 'id']},
+            name="document",
+            options={"ordering": ["received_at", "id"]},
         ),
         migrations.RenameField(
-            model_name='document',
-            old_name='uploaded_at',
-            new_name='received_at',
+            model_name="document",
+            old_name="uploaded_at",
+            new_name="received_at",
         ),
         migrations.AddField(
-            model_name='document',
-            name='check_attempts',
+            model_name="document",
+            name="check_attempts",
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='document',
-            name='check_task_id',
+            model_name="document",
+            name="check_task_id",
             field=models.CharField(blank=True, max_length=64),
         ),
         migrations.AddField(
-            model_name='document',
-            name='checked_at',
+            model_name="document",
+            name="checked_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='document',
-            name='heartbeat_at',
+            model_name="document",
+            name="heartbeat_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='document',
-            name='quarantine_name',
+            model_name="document",
+            name="quarantine_name",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='document',
-            name='received_size',
+            model_name="document",
+            name="received_size",
             field=models.PositiveBigIntegerField(default=0),
             preserve_default=False,
         ),
         migrations.AddField(
-            model_name='document',
-            name='refusal',
+            model_name="document",
+            name="refusal",
             field=models.CharField(blank=True, max_length=30),
         ),
         migrations.AddField(
-            model_name='document',
-            name='state',
-            field=models.CharField(choices=[('received', 'Received, waiting to be checked'), ('checking', 'Being checked'), ('accepted', 'Accepted'), ('refused', 'Refused')], default='received', max_length=10),
+            model_name="document",
+            name="state",
+            field=models.CharField(
+                choices=[
+                    ("received", "Received, waiting to be checked"),
+                    ("checking", "Being checked"),
+                    ("accepted", "Accepted"),
+                    ("refused", "Refused"),
+                ],
+                default="received",
+                max_length=10,
+            ),
         ),
         migrations.AddField(
-            model_name='inquiry',
-            name='documents_checked_at',
+            model_name="inquiry",
+            name="documents_checked_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='notification',
-            name='task_id',
+            model_name="notification",
+            name="task_id",
             field=models.CharField(blank=True, max_length=64),
         ),
         migrations.AlterField(
-            model_name='document',
-            name='content_type',
+            model_name="document",
+            name="content_type",
             field=models.CharField(blank=True, max_length=50),
         ),
         migrations.AlterField(
-            model_name='document',
-            name='detected_type',
+            model_name="document",
+            name="detected_type",
             field=models.CharField(help_text="From the file's first bytes.", max_length=10),
         ),
         migrations.AlterField(
-            model_name='document',
-            name='extension',
+            model_name="document",
+            name="extension",
             field=models.CharField(blank=True, max_length=5),
         ),
         migrations.AlterField(
-            model_name='document',
-            name='file',
-            field=models.FileField(blank=True, max_length=200, storage=inquiries.models.document_storage, upload_to=inquiries.models.document_path),
+            model_name="document",
+            name="file",
+            field=models.FileField(
+                blank=True,
+                max_length=200,
+                storage=inquiries.models.document_storage,
+                upload_to=inquiries.models.document_path,
+            ),
         ),
         migrations.AlterField(
-            model_name='document',
-            name='sha256',
-            field=models.CharField(blank=True, max_length=64, verbose_name='SHA-256'),
+            model_name="document",
+            name="sha256",
+            field=models.CharField(blank=True, max_length=64, verbose_name="SHA-256"),
         ),
         migrations.AlterField(
-            model_name='document',
-            name='size',
+            model_name="document",
+            name="size",
             field=models.PositiveBigIntegerField(blank=True, null=True),
         ),
         migrations.AddConstraint(
-            model_name='document',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('state', 'accepted'), _negated=True), models.Q(models.Q(('file', ''), _negated=True), models.Q(('sha256', ''), _negated=True)), _connector='OR'), name='document_accepted_with_its_rebuilt_copy'),
+            model_name="document",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("state", "accepted"), _negated=True),
+                    models.Q(
+                        models.Q(("file", ""), _negated=True),
+                        models.Q(("sha256", ""), _negated=True),
+                    ),
+                    _connector="OR",
+                ),
+                name="document_accepted_with_its_rebuilt_copy",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='document',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('refusal__gt', ''), ('state', 'refused')), models.Q(models.Q(('state', 'refused'), _negated=True), ('refusal', '')), _connector='OR'), name='document_refused_with_a_reason'),
+            model_name="document",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("refusal__gt", ""), ("state", "refused")),
+                    models.Q(models.Q(("state", "refused"), _negated=True), ("refusal", "")),
+                    _connector="OR",
+                ),
+                name="document_refused_with_a_reason",
+            ),
         ),
         migrations.RunPython(quarantine_earlier_documents, migrations.RunPython.noop),
     ]

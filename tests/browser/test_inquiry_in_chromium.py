@@ -1,11 +1,13 @@
 """A family sends reports from a phone; a coordinator picks the case up in the admin."""
 
+import io
 import re
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core import mail
 from playwright.sync_api import expect
+from pypdf import PdfReader
 
 from inquiries.models import DocumentDownload, Inquiry, Note
 
@@ -62,6 +64,9 @@ def test_family_sends_reports_and_coordinator_handles_them(
 
     expect(page.get_by_role("heading", name="We have received your inquiry")).to_be_visible()
     reference = page.locator(".reference").inner_text()
+    # Checked in the sandbox before this page (tasks run at once in these tests).
+    expect(page.get_by_text("Every file has been checked and received safely.")).to_be_visible()
+    assert page.locator(".sent-file-accepted").count() == 2
     assert re.fullmatch(r"CF-\w{4}-\w{4}", reference)
     assert axe_violations(page) == []
     page.screenshot(path=artifacts / "inquiry-thank-you-phone.png", full_page=True)
@@ -115,8 +120,11 @@ def test_family_sends_reports_and_coordinator_handles_them(
         admin.get_by_role("link", name="Download").first.click()
     download = download_info.value
     assert download.suggested_filename == "flow-cytometry.pdf"
+    # The coordinator gets the rebuilt copy, never the original: as many pages, no more.
     with open(download.path(), "rb") as downloaded:
-        assert downloaded.read() == reports[0].read_bytes()
+        rebuilt = downloaded.read()
+    assert rebuilt != reports[0].read_bytes()
+    assert len(PdfReader(io.BytesIO(rebuilt)).pages) == len(PdfReader(reports[0]).pages)
     admin.reload()
     admin.screenshot(path=artifacts / "admin-inquiry-change.png", full_page=True)
 

@@ -14,9 +14,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.datastructures import MultiValueDict
 from PIL import Image, ImageDraw
 
+from inquiries.documents.pipeline import queue_checks
 from inquiries.forms import InquiryForm
 from inquiries.models import Inquiry
-from inquiries.documents.pipeline import queue_checks
 
 DEMO_USERNAME = "coordinator"
 DEMO_PASSWORD = "demo-coordinator-2026"  # noqa: S105 - printed for newcomers, debug only

@@ -3,12 +3,17 @@ environment variable named beside it."""
 
 import os
 
-bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+# `make serve` puts nginx in front and gunicorn on a socket (GUNICORN_BIND=unix:…).
+bind = (
+    os.environ.get("GUNICORN_BIND")
+    or f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+)
 # Two workers a core is gunicorn's own advice for a site that mostly waits on its database.
 workers = int(os.environ.get("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1)))
 worker_class = "sync"
-# Uploads of up to 100 MB from a phone on a slow line take a while to arrive.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", 120))
+# nginx hands over each request whole, so even a 100 MB upload reaches a worker in moments;
+# a request that still takes longer than this has gone wrong.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 60))
 graceful_timeout = 30
 # Recycle workers now and then, so that a slow leak never grows without bound.
 # Often enough to bound a leak, rarely enough that a busy server does not spend its time

@@ -33,4 +33,14 @@ def production_settings(app_configs, **kwargs) -> list[Warning]:
                 id="cancerfax.W003",
             )
         )
+    if not settings.DOCUMENT_CHECK_ISOLATED:
+        problems.append(
+            Warning(
+                "Families' files are opened in a sandbox with limits but with the network and "
+                "the filesystem of the worker.",
+                hint="Remove DOCUMENT_CHECK_ISOLATED=0 unless the worker's container has no "
+                "network and a read-only root.",
+                id="cancerfax.W004",
+            )
+        )
     return problems

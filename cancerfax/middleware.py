@@ -52,18 +52,24 @@ class ServiceUnavailableMiddleware:
 
 
 def client_address(request: HttpRequest) -> str:
-    """The visitor's address behind our load balancer: the last X-Forwarded-For entry, the
-    one the load balancer appended itself (earlier entries are whatever the client claimed).
-    A request that did not come from the load balancer (TRUSTED_PROXIES) is counted by its
-    own address, whatever it claims. Used only with DJANGO_HTTPS."""
-    remote = request.META["REMOTE_ADDR"]
-    if not _is_trusted_proxy(remote):
+    """The visitor's address. A request from a proxy we trust (nginx on this machine, over
+    its socket or loopback, or the load balancer, TRUSTED_PROXIES) is counted by the last
+    X-Forwarded-For entry that a trusted proxy added and that is not itself one of them;
+    earlier entries are whatever the client claimed. Any other request is counted by its
+    own address, whatever it claims."""
+    remote = request.META.get("REMOTE_ADDR", "")
+    # gunicorn leaves the address empty for its socket, which only nginx reaches.
+    if remote and not _is_trusted_proxy(remote):
         return remote
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
-    try:
-        return str(ipaddress.ip_address(forwarded))
-    except ValueError:
-        return remote
+    for entry in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
+        try:
+            address = str(ipaddress.ip_address(entry.strip()))
+        except ValueError:
+            break
+        if not _is_trusted_proxy(address):
+            return address
+        remote = address
+    return remote or "unknown"
 
 
 def _is_trusted_proxy(address: str) -> bool:

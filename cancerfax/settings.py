@@ -500,14 +500,14 @@ if HTTPS:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    # Every request comes from the load balancer: count the rate limit and lock sign-ins
-    # out per visitor instead, by the address the load balancer saw. X-Forwarded-For is
-    # believed only from the load balancer (the addresses gunicorn trusts too).
-    RATELIMIT_IP_META_KEY = "cancerfax.middleware.client_address"
-    AXES_CLIENT_IP_CALLABLE = "cancerfax.middleware.client_address"
 
-# The load balancer's addresses: only a request from one of them says truly, in
-# X-Forwarded-For, whom it comes from. The same variable tells gunicorn whom to trust.
+# Requests reach the site through nginx, and in production through the load balancer
+# before it: the rate limit and the sign-in lockout count per visitor, by the address the
+# nearest proxy we trust was given (cancerfax/middleware.py). FORWARDED_ALLOW_IPS lists the
+# load balancer's addresses; nginx, on the same machine, is always trusted. The same
+# variable tells gunicorn whom to trust.
+RATELIMIT_IP_META_KEY = "cancerfax.middleware.client_address"
+AXES_CLIENT_IP_CALLABLE = "cancerfax.middleware.client_address"
 TRUSTED_PROXIES = env_networks("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 LOGGING = {

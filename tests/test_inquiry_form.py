@@ -523,3 +523,16 @@ def test_a_database_failure_after_storing_still_thanks_the_family(client, monkey
     # The document waits in quarantine, its emails as rows: a worker finds both.
     assert Document.objects.get().state == "received"
     assert Notification.objects.undelivered().count() == 2
+
+
+def test_through_nginx_on_its_socket_each_visitor_still_has_their_own_limit(client, settings):
+    # gunicorn gives no address for its socket; nginx added the address it saw.
+    settings.INQUIRY_RATE_LIMIT = "1/h"
+
+    def send_via_nginx(forwarded: str):
+        data = {**form_data(), "documents": [pdf()]}
+        return client.post(FORM_URL, data, REMOTE_ADDR="", HTTP_X_FORWARDED_FOR=forwarded)
+
+    assert send_via_nginx("198.51.100.1").status_code == 302
+    assert send_via_nginx("198.51.100.2").status_code == 302
+    assert send_via_nginx("192.0.2.9, 198.51.100.1").status_code == 429

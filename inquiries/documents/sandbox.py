@@ -230,6 +230,30 @@ def _decoder(kind: str):
     return module
 
 
+def probe(limits: Limits) -> str | None:
+    """None if a child can be started with these limits here; else what went wrong."""
+    with tempfile.TemporaryDirectory(prefix="sandbox-root-") as root:
+        os.chmod(root, 0o755)  # noqa: S103 - empty, and the child can write nothing
+        probe = subprocess.run(  # noqa: S603 - our own program, no shell
+            [
+                sys.executable,
+                "-I",
+                str(Path(__file__).resolve()),
+                "probe",
+                "{}",
+                json.dumps(asdict(limits)),
+                root,
+            ],  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=60,
+        )
+    if probe.returncode == 0:
+        return None
+    lines = probe.stderr.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else f"exit status {probe.returncode}"
+
+
 def child_main(argv: list[str]) -> None:
     kind, options, limits, root = (
         argv[1],
@@ -242,6 +266,10 @@ def child_main(argv: list[str]) -> None:
     _limit(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1)
     _limit(resource.RLIMIT_FSIZE, 0)
     _limit(resource.RLIMIT_CORE, 0)
+    if kind == "probe":
+        if limits.isolate:
+            _isolate(root)
+        return
     decoder = _decoder(kind)
     # Everything a decoder loads lazily must be loaded before the filesystem goes.
     decoder.prepare()

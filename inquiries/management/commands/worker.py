@@ -3,10 +3,12 @@ import threading
 import time
 
 from django.conf import settings
+from django.core.management.base import CommandError
 from django.db import DatabaseError, close_old_connections, connection
 from django_tasks_db.management.commands import db_worker
 
-from inquiries.documents.pipeline import recover
+from inquiries.documents import sandbox
+from inquiries.documents.pipeline import limits, recover
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,15 @@ class Command(db_worker.Command):
         parser.set_defaults(queue_name="*", reload=False)
 
     def handle(self, *args, **options) -> None:
+        problem = sandbox.probe(limits())
+        if problem:
+            # Better no worker than one that opens families' files unprotected.
+            raise CommandError(
+                "Documents cannot be opened in the sandbox on this machine "
+                f"({problem}). The worker needs Linux namespaces: unprivileged user "
+                "namespaces, or root. On a host that isolates the worker itself (a container "
+                "with no network and a read-only root), set DOCUMENT_CHECK_ISOLATED=0."
+            )
         threading.Thread(target=self._recover_forever, name="recovery", daemon=True).start()
         while True:
             try:

@@ -388,6 +388,10 @@ DOCUMENT_IMAGE_MAX_PIXELS = env_int("DOCUMENT_IMAGE_MAX_PIXELS", 50_000_000)
 WORKER_RECOVERY_SECONDS = env_int("WORKER_RECOVERY_SECONDS", 30)
 DOCUMENT_HEARTBEAT_SECONDS = env_int("DOCUMENT_HEARTBEAT_SECONDS", 5)
 DOCUMENT_STALE_SECONDS = env_int("DOCUMENT_STALE_SECONDS", 60)
+# After a passing fault (the store or the database), a check is tried again this much later;
+# an email that could not be sent, after this, then twice as long each time, up to an hour.
+DOCUMENT_RETRY_SECONDS = env_int("DOCUMENT_RETRY_SECONDS", 60)
+EMAIL_RETRY_SECONDS = env_int("EMAIL_RETRY_SECONDS", 60)
 
 # Closed inquiries keep their documents this long, then `erase_closed_documents` removes them.
 DOCUMENT_RETENTION_DAYS = env_int("DOCUMENT_RETENTION_DAYS", 365)

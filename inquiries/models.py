@@ -475,5 +475,6 @@ class Notification(models.Model):
         return "Waiting to be sent"
 
     def next_retry_after(self) -> timedelta:
-        # 1, 2, 4 … minutes between tries, at most an hour.
-        return timedelta(minutes=min(60, 2 ** max(0, self.attempts - 1)))
+        # 1, 2, 4 … minutes between tries (EMAIL_RETRY_SECONDS at first), at most an hour.
+        seconds = settings.EMAIL_RETRY_SECONDS * 2 ** max(0, self.attempts - 1)
+        return timedelta(seconds=min(3600, seconds))

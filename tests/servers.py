@@ -157,6 +157,61 @@ def start_gunicorn(stack: ExitStack, env: dict, log: Path) -> tuple[str, subproc
     return f"http://127.0.0.1:{port}", gunicorn
 
 
+# A worker in the tests takes up what another left behind within seconds, not a minute.
+QUICK_WORKER = {
+    "WORKER_RECOVERY_SECONDS": "1",
+    "DOCUMENT_HEARTBEAT_SECONDS": "1",
+    "DOCUMENT_STALE_SECONDS": "4",
+    "DOCUMENT_RETRY_SECONDS": "2",
+    "EMAIL_RETRY_SECONDS": "1",
+}
+
+
+def start_worker(stack: ExitStack, env: dict, log: Path) -> subprocess.Popen:
+    """A background worker, as `make run` and `make serve` start it."""
+    return start(
+        stack,
+        [sys.executable, "manage.py", "worker", "--interval", "0.2", "--no-startup-delay"],
+        log,
+        cwd=ROOT,
+        env={**env, **QUICK_WORKER},
+    )
+
+
+def make_serve(stack: ExitStack, env: dict, log: Path) -> str:
+    """`make serve` itself: nginx, gunicorn and workers, stopped as Ctrl+C stops them."""
+    port = free_port()
+    output = stack.enter_context(log.open("w"))
+    serve = subprocess.Popen(
+        ["make", "--no-print-directory", "serve", f"PORT={port}", "WORKERS=1"],
+        cwd=ROOT,
+        env={**env, **QUICK_WORKER, "PORT": str(port)},
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def stop() -> None:
+        os.killpg(serve.pid, signal.SIGTERM)
+        try:
+            serve.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
+
+    stack.callback(stop)
+    wait_for_port(port, serve, log, seconds=120)
+    url = f"http://127.0.0.1:{port}"
+    http = urllib3.PoolManager(retries=False, timeout=5)
+    deadline = time.monotonic() + 120
+    # nginx listens before gunicorn is ready behind it.
+    while http.request("GET", url + "/healthz").status != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"make serve did not come up:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    return url
+
+
 def worker_pids(master: subprocess.Popen) -> set[int]:
     children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
     return {int(pid) for pid in children}

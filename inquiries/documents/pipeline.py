@@ -291,14 +291,14 @@ def _delete_original(name: str) -> None:
 
 def put_back(document: Document, error: Exception) -> None:
     """A passing fault: the document waits again, its attempt not counted, and is checked
-    again in a minute (or by `recover`, once the database is back)."""
+    again after DOCUMENT_RETRY_SECONDS (or by `recover`, once the database is back)."""
     logger.warning("Check of document %s put back: %s", document.pk, type(error).__name__)
     try:
         put = _mine(document).update(
             state=State.RECEIVED, check_attempts=F("check_attempts") - 1, heartbeat_at=None
         )
         if put:
-            queue_check(document, delay=timedelta(minutes=1))
+            queue_check(document, delay=timedelta(seconds=settings.DOCUMENT_RETRY_SECONDS))
     except DatabaseError:
         pass
 

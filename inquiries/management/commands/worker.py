@@ -1,4 +1,5 @@
 import logging
+import os
 import threading
 import time
 
@@ -36,6 +37,8 @@ class Command(db_worker.Command):
                 "namespaces, or root. On a host that isolates the worker itself (a container "
                 "with no network and a read-only root), set DOCUMENT_CHECK_ISOLATED=0."
             )
+        # Below the web servers that may share this machine: a reader comes first.
+        os.nice(10)
         threading.Thread(target=self._recover_forever, name="recovery", daemon=True).start()
         while True:
             try:

@@ -368,3 +368,57 @@ def dicom_from(dataset: Dataset, preamble: bytes = bytes(128)) -> bytes:
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def billion_laughs() -> bytes:
+    # Ten arrays, each naming the next one ten times: 10^10 references from 10 objects.
+    objects = [CATALOG, PAGES, PAGE[:-2] + b"/Annots 4 0 R >>"]
+    for level in range(10):
+        objects.append(b"[" + b"%d 0 R " % (5 + level) * 10 + b"]")
+    objects.append(b"<< /Type /Annot /Subtype /Square /Rect [0 0 1 1] >>")
+    return pdf_from_objects(*objects)
+
+
+def gigabyte_content_stream() -> bytes:
+    compressor, parts = zlib.compressobj(9), []
+    zeros = b"0 0 m " * (MB // 6)
+    for _ in range(1024):
+        parts.append(compressor.compress(zeros))
+    body = b"".join(parts) + compressor.flush()
+    page = PAGE[:-2] + b"/Contents 4 0 R >>"
+    return pdf_from_objects(
+        CATALOG,
+        PAGES,
+        page,
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(body) + body + b"\nendstream",
+    )
+
+
+def millions_of_cross_references() -> bytes:
+    head = b"%PDF-1.7\n"
+    body = head + b"1 0 obj\n" + CATALOG + b"\nendobj\n2 0 obj\n" + PAGES + b"\nendobj\n3 0 obj\n"
+    body += PAGE + b"\nendobj\n"
+    rows = zlib.compress(bytes(7) * 3)
+    xref_at = len(body)
+    xref = (
+        b"4 0 obj\n<< /Type /XRef /Size 50000000 /W [1 4 2] /Root 1 0 R /Length %d "
+        b"/Filter /FlateDecode >>\nstream\n" % len(rows) + rows + b"\nendstream\nendobj\n"
+    )
+    return body + xref + b"startxref\n%d\n%%%%EOF\n" % xref_at
+
+
+def deflated_dicom_bomb(megabytes: int = 1024) -> bytes:
+    """A scan in the deflated transfer syntax whose body inflates to `megabytes` of zeros."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    dataset = dicom_dataset()
+    dataset.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    data = dicom_from(dataset)
+    # The deflated body starts after the file meta group, whose length is its first value.
+    meta_end = 132 + 12 + int.from_bytes(data[140:144], "little")
+    compressor, body = zlib.compressobj(9, zlib.DEFLATED, -15), bytearray()
+    chunk = bytes(16 * MB)
+    for _ in range(megabytes // 16):
+        body += compressor.compress(chunk)
+    body += compressor.flush()
+    return data[:meta_end] + bytes(body)

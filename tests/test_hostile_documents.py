@@ -7,12 +7,10 @@ nothing of the original file travels on."""
 import io
 import time
 import zipfile
-import zlib
 
 import pydicom
 import pytest
 from pydicom.dataelem import DataElement
-from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pypdf import PdfReader
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, StreamObject
 
@@ -24,10 +22,14 @@ from .sample_files import (
     PAGE,
     PAGES,
     WINDOWS_EXE,
+    billion_laughs,
+    deflated_dicom_bomb,
     dicom_bytes,
     dicom_dataset,
     dicom_from,
+    gigabyte_content_stream,
     jpeg_bytes,
+    millions_of_cross_references,
     pdf_bytes,
     pdf_from_objects,
     progressive_jpeg_with_scans,
@@ -276,43 +278,6 @@ def ends_within_limits(kind: str, data: bytes, settings) -> str:
     return outcome
 
 
-def billion_laughs() -> bytes:
-    # Ten arrays, each naming the next one ten times: 10^10 references from 10 objects.
-    objects = [CATALOG, PAGES, PAGE[:-2] + b"/Annots 4 0 R >>"]
-    for level in range(10):
-        objects.append(b"[" + b"%d 0 R " % (5 + level) * 10 + b"]")
-    objects.append(b"<< /Type /Annot /Subtype /Square /Rect [0 0 1 1] >>")
-    return pdf_from_objects(*objects)
-
-
-def gigabyte_content_stream() -> bytes:
-    compressor, parts = zlib.compressobj(9), []
-    zeros = b"0 0 m " * (MB // 6)
-    for _ in range(1024):
-        parts.append(compressor.compress(zeros))
-    body = b"".join(parts) + compressor.flush()
-    page = PAGE[:-2] + b"/Contents 4 0 R >>"
-    return pdf_from_objects(
-        CATALOG,
-        PAGES,
-        page,
-        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(body) + body + b"\nendstream",
-    )
-
-
-def millions_of_cross_references() -> bytes:
-    head = b"%PDF-1.7\n"
-    body = head + b"1 0 obj\n" + CATALOG + b"\nendobj\n2 0 obj\n" + PAGES + b"\nendobj\n3 0 obj\n"
-    body += PAGE + b"\nendobj\n"
-    rows = zlib.compress(bytes(7) * 3)
-    xref_at = len(body)
-    xref = (
-        b"4 0 obj\n<< /Type /XRef /Size 50000000 /W [1 4 2] /Root 1 0 R /Length %d "
-        b"/Filter /FlateDecode >>\nstream\n" % len(rows) + rows + b"\nendstream\nendobj\n"
-    )
-    return body + xref + b"startxref\n%d\n%%%%EOF\n" % xref_at
-
-
 @pytest.mark.parametrize(
     "build",
     [billion_laughs, gigabyte_content_stream, millions_of_cross_references],
@@ -401,17 +366,7 @@ def test_a_pdf_wrapped_in_dicom_is_rebuilt_as_a_pdf():
     assert_only_pictures(rebuilt.content.read(), 2)
 
 
-def test_a_deflated_scan_that_inflates_to_gigabytes_is_refused_within_the_limits(tight_limits):
-    dataset = dicom_dataset()
-    dataset.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-    data = dicom_from(dataset)
-    # Replace the deflated body, after the file meta group, with 1 GB of zeros deflated.
-    meta_end = 132 + 12 + int.from_bytes(data[140:144], "little")
-    compressor, body = zlib.compressobj(9, zlib.DEFLATED, -15), bytearray()
-    chunk = bytes(16 * MB)
-    for _ in range(64):
-        body += compressor.compress(chunk)
-    body += compressor.flush()
-    bomb = data[:meta_end] + bytes(body)
+def test_a_deflated_scan_that_inflates_to_a_gigabyte_is_refused_within_the_limits(tight_limits):
+    bomb = deflated_dicom_bomb()
     assert len(bomb) < 5 * MB
     assert ends_within_limits("dicom", bomb, tight_limits) in {"too_complex", "damaged"}

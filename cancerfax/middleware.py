@@ -69,7 +69,8 @@ def client_address(request: HttpRequest) -> str:
         if not _is_trusted_proxy(address):
             return address
         remote = address
-    return remote or "unknown"
+    # Only a process on this machine reaches gunicorn's socket without nginx's header.
+    return remote or "127.0.0.1"
 
 
 def _is_trusted_proxy(address: str) -> bool:

@@ -102,7 +102,7 @@ test-deps: $(VENV)/.installed-dev nginx
 bench: $(VENV)/.installed-dev nginx
 	@command -v wrk >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq wrk; }
 	@test -x $(PG_BIN)/initdb || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq postgresql-15; }
-	$(PY) bench/run.py
+	@$(PY) bench/run.py; pages=$$?; $(PY) bench/documents.py && exit $$pages
 
 # Refreshes the vendored Bootstrap stylesheet from its npm package.
 vendor:

@@ -7,10 +7,11 @@ S3 server (moto's standalone server) on loopback, a database of its own on the P
 server the suite was given, and stops and removes them all afterwards.
 """
 
-import hashlib
+import io
 import os
 import re
 import sys
+import time
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -21,11 +22,20 @@ import boto3
 import psycopg
 import pytest
 from playwright.sync_api import expect
+from pypdf import PdfReader
 
 from .browser.test_inquiry_in_chromium import fill_in
 from .conftest import code_from_typed_key
 from .sample_files import pdf_bytes
-from .servers import RedisServer, free_port, manage, start, start_gunicorn, wait_for_port
+from .servers import (
+    RedisServer,
+    free_port,
+    manage,
+    start,
+    start_gunicorn,
+    start_worker,
+    wait_for_port,
+)
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 
@@ -138,6 +148,10 @@ def cluster(tmp_path_factory):
             url, _ = start_gunicorn(stack, env, folder / f"server-{server}.log")
             urls.append(url)
             data_dirs.append(data_dir)
+        # A worker on a machine of its own, sharing only the database and the bucket.
+        worker_dir = folder / "worker"
+        worker_dir.mkdir()
+        start_worker(stack, {**shared, "DATA_DIR": str(worker_dir)}, folder / "worker.log")
         yield Cluster(
             a=urls[0], b=urls[1], s3=s3, data_dirs=data_dirs, setup_link=printed.stdout.strip()
         )
@@ -184,7 +198,12 @@ def test_two_servers_share_inquiries_documents_guide_edits_and_the_rate_limit(
     expect(family.get_by_role("heading", name="We have received your inquiry")).to_be_visible()
     reference = family.locator(".reference").inner_text()
 
-    # ...and a coordinator on server B finds it and downloads the very same bytes.
+    # ...a worker elsewhere checks it, and the page shows it received safely...
+    expect(family.get_by_text("Every file has been checked and received safely.")).to_be_visible(
+        timeout=60_000
+    )
+
+    # ...and a coordinator on server B finds it and downloads the rebuilt copy.
     sign_in_to_the_admin(desk, cluster.b, cluster.setup_link)
     desk.goto(cluster.b + "/admin/inquiries/inquiry/")
     desk.get_by_role("link", name=reference).click()
@@ -192,7 +211,8 @@ def test_two_servers_share_inquiries_documents_guide_edits_and_the_rate_limit(
         desk.get_by_role("link", name="Download").first.click()
     download = download_info.value
     assert download.suggested_filename == "marrow-biopsy.pdf"
-    assert Path(download.path()).read_bytes() == report.read_bytes()
+    rebuilt = Path(download.path()).read_bytes()
+    assert len(PdfReader(io.BytesIO(rebuilt)).pages) == 3
     desk.reload()
     desk.screenshot(path=artifacts / "two-servers-admin-b.png", full_page=True)
 
@@ -200,18 +220,18 @@ def test_two_servers_share_inquiries_documents_guide_edits_and_the_rate_limit(
     desk.goto(cluster.a + "/admin/inquiries/inquiry/")
     expect(desk.get_by_role("link", name=reference)).to_be_visible()
 
-    # The file is in the bucket, encrypted, with no public grant; not on either server.
+    # The copy is in the bucket, encrypted, with no public grant; the original is gone from
+    # quarantine; nothing is on either server.
     objects = cluster.s3.list_objects_v2(Bucket=BUCKET)["Contents"]
-    assert len(objects) == 1
+    assert [o["Key"].split("/")[0] for o in objects] == ["documents"]
     key = objects[0]["Key"]
     assert cluster.s3.head_object(Bucket=BUCKET, Key=key)["ServerSideEncryption"] == "AES256"
     grants = cluster.s3.get_object_acl(Bucket=BUCKET, Key=key)["Grants"]
     assert [grant["Permission"] for grant in grants] == ["FULL_CONTROL"]
     body = cluster.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
-    assert hashlib.sha256(body).digest() == hashlib.sha256(report.read_bytes()).digest()
+    assert body == rebuilt
     for data_dir in cluster.data_dirs:
-        # Only the lock each running worker holds on its uploads folder (gunicorn.conf.py).
-        assert [p for p in data_dir.rglob("*") if p.is_file() and p.name != ".lock"] == []
+        assert [p for p in data_dir.rglob("*") if p.is_file()] == []
 
     # 2. A reader has the guide from server A's cache; an editor changes it on server B.
     guide = "/guides/gene-therapy-for-leukemia/"
@@ -237,4 +257,13 @@ def test_two_servers_share_inquiries_documents_guide_edits_and_the_rate_limit(
     expect(
         family.get_by_role("heading", name="Please wait a little before sending again")
     ).to_be_visible()
-    assert len(cluster.s3.list_objects_v2(Bucket=BUCKET)["Contents"]) == RATE_LIMIT
+    # Each stored inquiry's file arrived in quarantine, to be checked by the worker.
+    deadline = time.monotonic() + 60
+    while len(cluster.s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])) != RATE_LIMIT or (
+        any(
+            o["Key"].startswith("quarantine/")
+            for o in cluster.s3.list_objects_v2(Bucket=BUCKET)["Contents"]
+        )
+    ):
+        assert time.monotonic() < deadline, "the worker checked every stored inquiry's file"
+        time.sleep(0.5)

@@ -9,6 +9,7 @@ page says that this is a rebuilt copy.
 
 import io
 import math
+import zlib
 from datetime import date
 
 from .sandbox import Refused
@@ -68,13 +69,16 @@ def child(kind: str, data: bytes, options: dict, out) -> dict:
 
 
 class Assembler:
-    """Builds the new PDF in the worker from the pages' pixels, one JPEG a page."""
+    """Builds the new PDF in the worker from the pages' pixels: each page a picture, kept
+    without loss where that is about as small (typed pages, whose small print stays sharp),
+    else as a JPEG (photos and scans); a page in shades of grey is stored in grey."""
 
     def __init__(self, *, max_page_pixels: int, quality: int = 85, made_on: date | None = None):
         self.max_page_pixels = max_page_pixels
         self.quality = quality
         self.made_on = made_on or date.today()
-        self.pages: list[tuple[bytes, float, float]] = []
+        # (image dictionary, its encoded bytes, width and height in points) for each page.
+        self.pages: list[tuple[dict, bytes, float, float]] = []
 
     def add(self, header: dict, payload: bytes) -> None:
         from PIL import Image
@@ -86,9 +90,36 @@ class Assembler:
         if number != len(self.pages) + 1 or len(payload) != width * height * 3:
             raise ValueError("a page out of order or of the wrong size")
         picture = self._with_note(Image.frombytes("RGB", (width, height), payload), number, total)
+        image, data = self._encoded(picture)
+        self.pages.append((image, data, picture.width / scale, picture.height / scale))
+
+    def _encoded(self, picture) -> tuple[dict, bytes]:
+        from PIL import ImageChops
+
+        red, green, blue = picture.split()
+        grey = ImageChops.difference(red, green).getbbox() is None and (
+            ImageChops.difference(green, blue).getbbox() is None
+        )
+        if grey:
+            picture = red
+        image = {
+            "/Width": picture.width,
+            "/Height": picture.height,
+            "/ColorSpace": "/DeviceGray" if grey else "/DeviceRGB",
+            "/BitsPerComponent": 8,
+        }
         jpeg = io.BytesIO()
-        picture.save(jpeg, "JPEG", quality=self.quality, optimize=True)
-        self.pages.append((jpeg.getvalue(), picture.width / scale, picture.height / scale))
+        picture.save(jpeg, "JPEG", quality=self.quality)
+        # Typed text compresses well without loss and blurs as a JPEG; a photo or a scan is
+        # many times smaller as a JPEG. Whichever suits the page, sharp if it costs little;
+        # a quick try on a strip of the page spares compressing a whole photo in vain.
+        pixels = picture.tobytes()
+        strip = pixels[len(pixels) * 7 // 16 : len(pixels) * 9 // 16]
+        if len(zlib.compress(strip, 1)) * 8 <= 2 * jpeg.tell():
+            lossless = zlib.compress(pixels, 6)
+            if len(lossless) <= 1.5 * jpeg.tell():
+                return image | {"/Filter": "/FlateDecode"}, lossless
+        return image | {"/Filter": "/DCTDecode"}, jpeg.getvalue()
 
     def _with_note(self, page, number: int, total: int):
         from PIL import Image, ImageDraw, ImageFont
@@ -113,19 +144,40 @@ class Assembler:
 
     def save(self, out) -> int:
         """Writes the PDF to the file `out`; returns its page count."""
-        import pypdfium2 as pdfium
+        from pypdf import PdfWriter
+        from pypdf.generic import (
+            DecodedStreamObject,
+            DictionaryObject,
+            EncodedStreamObject,
+            NameObject,
+            NumberObject,
+        )
 
         if not self.pages:
             raise ValueError("no pages")
-        document = pdfium.PdfDocument.new()
-        for jpeg, width, height in self.pages:
-            page = document.new_page(width, height)
-            picture = pdfium.PdfImage.new(document)
-            picture.load_jpeg(io.BytesIO(jpeg), inline=True)
-            picture.set_matrix(pdfium.PdfMatrix().scale(width, height))
-            page.insert_obj(picture)
-            page.gen_content()
-            page.close()
-        document.save(out)
-        document.close()
+        writer = PdfWriter()
+        for image, data, width, height in self.pages:
+            page = writer.add_blank_page(width, height)
+            picture = EncodedStreamObject()
+            picture.update(
+                {
+                    NameObject("/Type"): NameObject("/XObject"),
+                    NameObject("/Subtype"): NameObject("/Image"),
+                }
+            )
+            for key, value in image.items():
+                value = NameObject(value) if isinstance(value, str) else NumberObject(value)
+                picture[NameObject(key)] = value
+            picture._data = data
+            drawing = DecodedStreamObject()
+            drawing.set_data(b"q %.2f 0 0 %.2f 0 0 cm /Page Do Q" % (width, height))
+            page[NameObject("/Resources")] = DictionaryObject(
+                {
+                    NameObject("/XObject"): DictionaryObject(
+                        {NameObject("/Page"): writer._add_object(picture)}
+                    )
+                }
+            )
+            page[NameObject("/Contents")] = writer._add_object(drawing)
+        writer.write(out)
         return len(self.pages)

@@ -261,9 +261,10 @@ def child_main(argv: list[str]) -> None:
         Limits(**json.loads(argv[3])),
         argv[4],
     )
-    # The lowest CPU priority: a file that takes all the CPU it is allowed takes it from
-    # nobody a reader is waiting on.
+    # The lowest CPU priority there is: a file that takes all the CPU it is allowed takes it
+    # only when nothing else, a reader's page above all, wants it.
     os.nice(19)
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     _limit(resource.RLIMIT_AS, limits.memory_mb * 1024 * 1024)
     # SIGXCPU at the limit, SIGKILL a second later should the child ignore it.
     _limit(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1)

@@ -97,6 +97,7 @@ test-deps: $(VENV)/.installed-dev nginx
 	@command -v chromium >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium; }
 	@test -x $(PG_BIN)/initdb || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq postgresql-15; }
 	@command -v redis-server >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq redis-server; }
+	@command -v wrk >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq wrk; }
 
 # Benchmarks: wrk from Debian as the load generator, and a PostgreSQL server of their own.
 bench: $(VENV)/.installed-dev nginx

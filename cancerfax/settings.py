@@ -374,6 +374,9 @@ DOCUMENT_CHECK_OPEN_FILES = env_int("DOCUMENT_CHECK_OPEN_FILES", 16)
 # Off only on a host that gives no Linux namespaces and isolates the worker itself (a
 # container with no network and a read-only root); `check --deploy` warns.
 DOCUMENT_CHECK_ISOLATED = env_bool("DOCUMENT_CHECK_ISOLATED", default=True)
+# Files opened at once on one machine, however many workers run there: a file may take a
+# whole core while it is opened, and readers must always find one free.
+DOCUMENT_CHECKS_AT_ONCE = env_int("DOCUMENT_CHECKS_AT_ONCE", max(1, (os.cpu_count() or 1) - 1))
 # A check whose worker died is tried again this many times in all, then refused.
 DOCUMENT_CHECK_ATTEMPTS = env_int("DOCUMENT_CHECK_ATTEMPTS", 3)
 # Pages are rendered at this resolution (150 dots an inch keeps a pathology report's small

@@ -1,6 +1,7 @@
 """Real servers for the tests that need them: PostgreSQL, gunicorn as `make serve` runs it,
 and an HTTP client that sends the inquiry form as a browser would."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -178,12 +179,12 @@ def start_worker(stack: ExitStack, env: dict, log: Path) -> subprocess.Popen:
     )
 
 
-def make_serve(stack: ExitStack, env: dict, log: Path) -> str:
+def make_serve(stack: ExitStack, env: dict, log: Path, workers: int = 1) -> str:
     """`make serve` itself: nginx, gunicorn and workers, stopped as Ctrl+C stops them."""
     port = free_port()
     output = stack.enter_context(log.open("w"))
     serve = subprocess.Popen(
-        ["make", "--no-print-directory", "serve", f"PORT={port}", "WORKERS=1"],
+        ["make", "--no-print-directory", "serve", f"PORT={port}", f"WORKERS={workers}"],
         cwd=ROOT,
         env={**env, **QUICK_WORKER, "PORT": str(port)},
         stdout=output,
@@ -210,6 +211,67 @@ def make_serve(stack: ExitStack, env: dict, log: Path) -> str:
             raise RuntimeError(f"make serve did not come up:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
     return url
+
+
+def wrk(url: str, seconds: float = 2, connections: int = 4) -> tuple[float, float]:
+    """Requests a second and p99 latency in ms, as wrk (from Debian) measures them."""
+    result = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-H",
+            "Accept-Encoding: gzip",
+            url,
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", result.stdout).group(1))
+    value, unit = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", result.stdout).groups()
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
+    if errors:
+        raise RuntimeError(f"{url} answered {errors.group(1)} errors:\n{result.stdout}")
+    return rate, float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+
+def sandbox_children() -> list[int]:
+    """The sandbox children opening a file on this machine right now."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"documents/sandbox.py" in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def beside_the_sandboxes(measure, rounds: int) -> tuple[list[float], list[float]]:
+    """Runs `measure` (a list of latencies) in turns, with the running sandbox children
+    paused and going again, as long as any run: what a reader meets while files are being
+    checked, beside the very same moments' idle machine."""
+    idle: list[float] = []
+    busy: list[float] = []
+    for _ in range(rounds):
+        if not sandbox_children():
+            break
+        paused = set()
+        try:
+            for pid in sandbox_children():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                    paused.add(pid)
+            idle += measure()
+        finally:
+            for pid in paused:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        busy += measure()
+    return idle, busy
 
 
 def worker_pids(master: subprocess.Popen) -> set[int]:

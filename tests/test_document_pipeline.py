@@ -5,6 +5,7 @@ state is a row; a check that did not end is taken up again; nothing is lost."""
 import socket
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -249,13 +250,16 @@ def test_the_sandbox_sees_no_file_of_the_machine(tmp_path):
 
 
 def test_a_child_past_its_wall_time_is_stopped(settings, tmp_path):
+    from .sample_files import gigabyte_content_stream
+
     settings.DOCUMENT_CHECK_WALL_SECONDS = 1
     settings.DOCUMENT_CHECK_CPU_SECONDS = 60
-    with (tmp_path / "scans.jpg").open("w+b") as source:
-        source.write(progressive_jpeg_with_scans(20_000))
+    with (tmp_path / "slow.pdf").open("w+b") as source:
+        source.write(gigabyte_content_stream())
+        options = {"dpi": 150, "max_pages": 10, "max_page_pixels": 10**7}
         with pytest.raises(sandbox.SandboxFailed) as failed:
-            sandbox.run("jpeg", source, {"max_pixels": 50_000_000}, pipeline.limits(),
-                        lambda header, payload: None, max_payload=10**9)  # fmt: skip
+            sandbox.run("pdf", source, options, pipeline.limits(), lambda header, payload: None,
+                        max_payload=10**9)  # fmt: skip
     assert failed.value.reason == "time"
 
 
@@ -270,7 +274,7 @@ def test_a_child_that_sends_more_than_it_may_is_stopped(tmp_path):
 def test_the_memory_limit_is_the_setting(settings):
     from .sample_files import deflated_dicom_bomb
 
-    bomb = deflated_dicom_bomb(megabytes=512)
+    bomb = deflated_dicom_bomb(megabytes=256)
     settings.DOCUMENT_CHECK_MEMORY_MB = 300
     assert refusal_code("dicom", bomb) == "too_complex"
     settings.DOCUMENT_CHECK_MEMORY_MB = 2048
@@ -278,11 +282,22 @@ def test_the_memory_limit_is_the_setting(settings):
 
 
 def test_the_cpu_limit_is_the_setting(settings):
-    slow = progressive_jpeg_with_scans(1500)
+    from .sample_files import gigabyte_content_stream
+
+    slow = gigabyte_content_stream()
     settings.DOCUMENT_CHECK_CPU_SECONDS = 1
-    assert refusal_code("jpeg", slow) == "too_complex"
+    assert refusal_code("pdf", slow) == "too_complex"
     settings.DOCUMENT_CHECK_CPU_SECONDS = 60
-    assert rebuild_bytes("jpeg", slow).content_type == "image/jpeg"
+    assert rebuild_bytes("pdf", slow).pages == 1
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded(settings):
+    settings.DOCUMENT_CHECK_CPU_SECONDS = 60
+    started = time.monotonic()
+    assert refusal_code("jpeg", progressive_jpeg_with_scans(5000)) == "too_complex"
+    assert time.monotonic() - started < 2
+    # An ordinary progressive photo has a handful of scans.
+    assert rebuild_bytes("jpeg", progressive_jpeg_with_scans(0)).content_type == "image/jpeg"
 
 
 def test_a_worker_refuses_to_start_where_the_sandbox_cannot_isolate(monkeypatch, settings):

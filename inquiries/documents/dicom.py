@@ -3,21 +3,36 @@
 The new file has an empty preamble, fresh file meta information, and only the elements the
 DICOM standard defines: no private element (where programs, PDFs and archives hide), none
 the dictionary does not know, no raw binary element but the image data and its look-up
-tables and overlays. The image data must be exactly as long as its rows, columns, frames,
-samples and bits say (or, compressed, hold as many frames as declared, each with the
-declared size), or the file is refused. A DICOM that wraps a PDF is handed back as that PDF,
-to be rebuilt like any other.
+tables and overlays. The image data must be as long as its rows, columns, frames, samples
+and bits say, and is cut to exactly that (compressed, it must hold as many frames as
+declared, each of the declared size), or the file is refused. A DICOM that wraps a PDF is
+handed back as that PDF, to be rebuilt like any other.
 """
 
 import codecs
 import io
+import zlib
 
 from .sandbox import Refused
 
-# The first 128 bytes are skipped by readers; scanners write zeros there, or a TIFF header
-# (files that are both TIFF and DICOM). Anything else, such as a Windows program that runs
-# when the file is opened the wrong way, is refused, though it would not be copied.
-ALLOWED_PREAMBLES = (b"II*\0", b"MM\0*")
+# The first 128 bytes are skipped by readers; scanners write zeros there, a TIFF header
+# (files that are both TIFF and DICOM), or a stray byte. A program, a script, an archive or
+# a document there, which runs or opens when the file is opened the wrong way, is refused,
+# though the rebuilt file would not carry it.
+NOT_A_SCAN = (
+    b"MZ",  # Windows
+    b"\x7fELF",  # Linux
+    b"\xfe\xed\xfa",  # macOS, and its fat binaries below
+    b"\xce\xfa\xed\xfe",
+    b"\xcf\xfa\xed\xfe",
+    b"\xca\xfe\xba\xbe",
+    b"#!",  # a script
+    b"PK\x03\x04",  # an archive
+    b"%PDF",
+    b"{\\rtf",
+)
+# A web page, an SVG drawing or any XML, after whitespace or a byte-order mark.
+MARKUP_START = b"<"
 # Raw binary elements that carry the image itself: everything else of the kind OB, OW, OF,
 # OD, OL, OV or UN is dropped, standard or not, as it could carry anything.
 BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
@@ -34,6 +49,7 @@ IMAGE_ELEMENTS = {
     0x00283006,  # LUT Data
 }
 OVERLAY_DATA = 0x3000  # element of the overlay groups 60xx
+DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
 def prepare() -> None:
@@ -53,8 +69,11 @@ def child(kind: str, data: bytes, options: dict, out) -> dict:
     from pydicom.uid import EncapsulatedPDFStorage
 
     preamble = data[:128]
-    if preamble != bytes(128) and not preamble.startswith(ALLOWED_PREAMBLES):
+    if preamble.startswith(NOT_A_SCAN) or preamble.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(
+        MARKUP_START
+    ):
         raise Refused("executable_preamble")
+    _check_inflated_size(data, options["max_inflated"])
     dataset = pydicom.dcmread(io.BytesIO(data))
     meta = dataset.file_meta
     uids = [
@@ -79,6 +98,23 @@ def child(kind: str, data: bytes, options: dict, out) -> dict:
     rebuilt.save_as(output, enforce_file_format=True)
     out.send({"dicom": True}, output.getvalue())
     return {}
+
+
+def _check_inflated_size(data: bytes, limit: int) -> None:
+    """pydicom inflates a deflated scan whole, in memory, with no limit: a few kilobytes can
+    ask for gigabytes. Inflated first a megabyte at a time and thrown away, it is refused
+    the moment it passes `limit`, having taken little memory."""
+    if data[132:138] != b"\x02\x00\x00\x00UL":
+        return  # no file meta group length: pydicom finds its way, within the sandbox
+    meta_end = 144 + int.from_bytes(data[140:144], "little")
+    if DEFLATED.encode() not in data[144:meta_end]:
+        return
+    inflater, pending, inflated = zlib.decompressobj(-zlib.MAX_WBITS), data[meta_end:], 0
+    while pending and not inflater.eof:
+        inflated += len(inflater.decompress(pending, 1024 * 1024))
+        if inflated > limit:
+            raise Refused("too_complex")
+        pending = inflater.unconsumed_tail
 
 
 def _standard(element) -> bool:
@@ -147,9 +183,13 @@ def _check_image(dataset) -> None:
     pixels = dataset.PixelData
     syntax = dataset.file_meta.TransferSyntaxUID
     if not syntax.is_compressed:
+        if dataset.get("PhotometricInterpretation") == "YBR_FULL_422":
+            samples = 2  # two of every three colour values are shared by pairs of pixels
         expected = (rows * columns * frames * samples * bits + 7) // 8
-        if len(pixels) not in (expected, expected + 1):
+        if len(pixels) < expected:
             raise Refused("damaged")
+        # What follows the image (padding, or anything else) is not copied.
+        dataset.PixelData = pixels[: expected + expected % 2]
         return
     try:
         found = list(generate_frames(pixels, number_of_frames=frames))

@@ -20,6 +20,11 @@ STORED_AS = {
     "heic": ("JPEG", "image/jpeg", "jpg"),
 }
 CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+# A progressive JPEG is decoded once a scan, over the whole picture: thousands of scans take
+# minutes of CPU for a few kilobytes of file. Encoders write ten or twenty; a scan starts
+# with the marker FF DA, which the compressed data can never hold (an FF there is followed
+# by 00 or a restart marker), so counting markers counts scans.
+MAX_JPEG_SCANS = 500
 # JPEG has no transparency: see-through parts become white, as on paper.
 MODES = {"jpeg": {"L", "RGB"}, "heic": {"L", "RGB"}, "png": set(CHANNELS)}
 
@@ -36,6 +41,8 @@ def prepare() -> None:
 def child(kind: str, data: bytes, options: dict, out) -> dict:
     from PIL import Image, ImageOps
 
+    if kind == "jpeg" and data.count(b"\xff\xda") > MAX_JPEG_SCANS:
+        raise Refused("too_complex")
     limit = options["max_pixels"]
     # Checked from the header, before a pixel is decoded.
     Image.MAX_IMAGE_PIXELS = limit

@@ -9,9 +9,12 @@ is simply put back. The original bytes are deleted once the check has ended, whi
 """
 
 import contextlib
+import fcntl
 import hashlib
 import logging
+import os
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -59,6 +62,11 @@ def limits() -> sandbox.Limits:
         wall_seconds=settings.DOCUMENT_CHECK_WALL_SECONDS,
         open_files=settings.DOCUMENT_CHECK_OPEN_FILES,
         isolate=settings.DOCUMENT_CHECK_ISOLATED,
+        # Where fewer files are opened at once than the machine has cores, they keep to the
+        # last cores, away from the web servers.
+        cpus=settings.DOCUMENT_CHECKS_AT_ONCE
+        if settings.DOCUMENT_CHECKS_AT_ONCE < (os.cpu_count() or 1)
+        else 0,
     )
 
 
@@ -86,16 +94,40 @@ def rebuild(kind: str, source: IO[bytes], heartbeat=None) -> Rebuilt:
 
 
 def _run(kind: str, source: IO[bytes], options: dict, on_frame, max_payload: int, heartbeat):
-    return sandbox.run(
-        kind,
-        source,
-        options,
-        limits(),
-        on_frame,
-        max_payload=max_payload,
-        heartbeat=heartbeat,
-        heartbeat_seconds=settings.DOCUMENT_HEARTBEAT_SECONDS,
-    )
+    with _machine_slot(heartbeat):
+        return sandbox.run(
+            kind,
+            source,
+            options,
+            limits(),
+            on_frame,
+            max_payload=max_payload,
+            heartbeat=heartbeat,
+            heartbeat_seconds=settings.DOCUMENT_HEARTBEAT_SECONDS,
+        )
+
+
+@contextlib.contextmanager
+def _machine_slot(heartbeat):
+    """One of DOCUMENT_CHECKS_AT_ONCE places on this machine, however many workers run on
+    it: a file being opened may take a whole core, and a reader must always find one. Each
+    place is a lock on a file, which the kernel releases if the worker dies."""
+    folder = settings.DATA_DIR / "run"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    beat = time.monotonic()
+    while True:
+        for number in range(settings.DOCUMENT_CHECKS_AT_ONCE):
+            with open(folder / f"check-{number}.lock", "a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                yield
+                return
+        if heartbeat and time.monotonic() - beat > settings.DOCUMENT_HEARTBEAT_SECONDS:
+            heartbeat()
+            beat = time.monotonic()
+        time.sleep(0.2)
 
 
 def _rebuilt_pdf(source: IO[bytes], heartbeat) -> Rebuilt:
@@ -134,7 +166,9 @@ def _rebuilt_image(kind: str, source: IO[bytes], heartbeat) -> Rebuilt:
 def _rebuilt_dicom(source: IO[bytes], heartbeat) -> Rebuilt:
     size = source.seek(0, 2)
     frames: list[tuple[dict, bytes]] = []
-    _run("dicom", source, {}, _one_frame(frames), size + 64 * 1024, heartbeat)
+    # A deflated scan may inflate to a quarter of the sandbox's memory, no more.
+    options = {"max_inflated": settings.DOCUMENT_CHECK_MEMORY_MB * 1024 * 1024 // 4}
+    _run("dicom", source, options, _one_frame(frames), size + 64 * 1024, heartbeat)
     if not frames:
         raise sandbox.Refused("damaged")
     header, payload = frames[0]

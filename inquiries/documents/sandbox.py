@@ -38,6 +38,8 @@ class Limits:
     cpu_seconds: int = 60
     wall_seconds: int = 120
     open_files: int = 16
+    # Cores the child may run on, counted from the last; 0 for any.
+    cpus: int = 0
     # No network and no filesystem (Linux namespaces and a chroot). Off only where the
     # host gives the worker no namespaces and isolates it itself (a container with no
     # network and a read-only root): the other limits always apply.
@@ -132,10 +134,12 @@ def _read_frames(child, limits, on_frame, max_payload, heartbeat, heartbeat_seco
         if now >= deadline:
             os.killpg(child.pid, signal.SIGKILL)
             raise SandboxFailed("time")
-        if heartbeat and now >= next_beat:
-            heartbeat()
+        if now >= next_beat:
+            if heartbeat:
+                heartbeat()
             next_beat = now + heartbeat_seconds
-        ready, _, _ = select.select(list(open_fds), [], [], min(deadline, next_beat) - now)
+        wait = max(0.0, min(deadline, next_beat) - time.monotonic())
+        ready, _, _ = select.select(list(open_fds), [], [], wait)
         for fd in ready:
             chunk = os.read(fd, 1024 * 1024)
             if not chunk:
@@ -265,6 +269,11 @@ def child_main(argv: list[str]) -> None:
     # only when nothing else, a reader's page above all, wants it.
     os.nice(19)
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    if limits.cpus:
+        # The last cores of the machine, as many as files may be opened at once: the first
+        # ones stay free for the web servers.
+        available = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, available[-limits.cpus :])
     _limit(resource.RLIMIT_AS, limits.memory_mb * 1024 * 1024)
     # SIGXCPU at the limit, SIGKILL a second later should the child ignore it.
     _limit(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1)

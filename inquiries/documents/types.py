@@ -49,7 +49,7 @@ def sniffed_types(head: bytes) -> set[str]:
     web pages, SVG, ZIP…)."""
     try:
         matches = puremagic.magic_string(head)
-    except puremagic.PureError:
+    except (puremagic.PureError, ValueError):
         matches = []
     kinds = {
         TYPES_BY_MAGIC[match.extension] for match in matches if match.extension in TYPES_BY_MAGIC

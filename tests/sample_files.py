@@ -408,7 +408,7 @@ def millions_of_cross_references() -> bytes:
 
 
 def deflated_dicom_bomb(megabytes: int = 1024) -> bytes:
-    """A scan in the deflated transfer syntax whose body inflates to `megabytes` of zeros."""
+    """A scan in the deflated transfer syntax that inflates to `megabytes` more than it is."""
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
     dataset = dicom_dataset()
@@ -416,7 +416,12 @@ def deflated_dicom_bomb(megabytes: int = 1024) -> bytes:
     data = dicom_from(dataset)
     # The deflated body starts after the file meta group, whose length is its first value.
     meta_end = 132 + 12 + int.from_bytes(data[140:144], "little")
-    compressor, body = zlib.compressobj(9, zlib.DEFLATED, -15), bytearray()
+    # One private element of that many zero bytes, after the dataset's own elements.
+    length = megabytes * MB
+    header = b"\x11\x00\x10\x10OB\x00\x00" + length.to_bytes(4, "little")
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    inflated_start = zlib.decompress(data[meta_end:], -15)
+    body = bytearray(compressor.compress(inflated_start + header))
     chunk = bytes(16 * MB)
     for _ in range(megabytes // 16):
         body += compressor.compress(chunk)

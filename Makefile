@@ -81,9 +81,9 @@ nginx:
 # The suite on SQLite, then on PostgreSQL (with the two-server test), then the load and
 # fault tests once: they start a PostgreSQL server of their own, to stop it.
 test: lint test-deps
-	$(TEST_ENV) $(PY) -m pytest -m "not faults"
-	$(TEST_ENV) tests/with-postgres.sh $(PY) -m pytest -m "not faults"
-	$(TEST_ENV) $(PY) -m pytest -m faults
+	$(TEST_ENV) $(PY) -m pytest -m "not faults and not corpus"
+	$(TEST_ENV) tests/with-postgres.sh $(PY) -m pytest -m "not faults and not corpus"
+	$(TEST_ENV) $(PY) -m pytest -m "faults or corpus"
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
@@ -93,7 +93,14 @@ lint: $(VENV)/.installed-dev
 # Debian's Chromium for the browser tests (never a browser downloaded by Playwright), the
 # PostgreSQL 15 server binaries and Redis for the two-server test. The tests start and stop
 # each server themselves. Installing needs root, as on CI.
-test-deps: $(VENV)/.installed-dev nginx
+# Real files nobody here made, for tests/test_real_files.py: the test corpora that pypdf,
+# pikepdf, Pillow and pillow-heif ship in their source distributions (pydicom's come with it).
+CORPORA := pypdf==7.1.1 pikepdf==10.18.0 pillow==13.0.0 pillow-heif==1.8.1
+.cache/corpora/.downloaded: $(VENV)/.installed
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: --dest .cache/corpora $(CORPORA)
+	touch $@
+
+test-deps: $(VENV)/.installed-dev nginx .cache/corpora/.downloaded
 	@command -v chromium >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium; }
 	@test -x $(PG_BIN)/initdb || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq postgresql-15; }
 	@command -v redis-server >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq redis-server; }

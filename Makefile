@@ -78,12 +78,14 @@ NGINX = $(or $(shell command -v nginx 2>/dev/null),/usr/sbin/nginx)
 nginx:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq nginx; }
 
-# The suite on SQLite, then on PostgreSQL (with the two-server test), then the load and
-# fault tests once: they start a PostgreSQL server of their own, to stop it.
+# The suite on SQLite, then on PostgreSQL (with the two-server test), then once what needs
+# no database of the suite's (files in the sandbox, real files) or brings its own (the load
+# and fault tests start a PostgreSQL server of their own, to stop it).
+ONCE_NOT := not faults and not corpus and not sandbox
 test: lint test-deps
-	$(TEST_ENV) $(PY) -m pytest -m "not faults and not corpus"
-	$(TEST_ENV) tests/with-postgres.sh $(PY) -m pytest -m "not faults and not corpus"
-	$(TEST_ENV) $(PY) -m pytest -m "faults or corpus"
+	$(TEST_ENV) $(PY) -m pytest -m "$(ONCE_NOT)"
+	$(TEST_ENV) tests/with-postgres.sh $(PY) -m pytest -m "$(ONCE_NOT)"
+	$(TEST_ENV) $(PY) -m pytest -m "faults or corpus or sandbox"
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

@@ -24,6 +24,9 @@ from .sample_files import (
     png_bytes,
 )
 
+# The sandbox alone, no database: run once (`pytest -m sandbox`).
+pytestmark = pytest.mark.sandbox
+
 MB = 1024 * 1024
 
 

@@ -38,6 +38,9 @@ from .sample_files import (
     zip_bytes,
 )
 
+# The sandbox alone, no database: run once (`pytest -m sandbox`).
+pytestmark = pytest.mark.sandbox
+
 MB = 1024 * 1024
 SCRIPT = b"app.alert('Ada Example')"
 # What a rebuilt PDF may hold: pages, their pictures and the content that draws them.

@@ -56,8 +56,8 @@ class Refused(Exception):
 
 
 class SandboxFailed(Exception):
-    """The child ran out of time or memory, or crashed: `reason` is "time", "memory" or
-    "crash"."""
+    """The child ran out of time ("time"), was stopped by a signal, as when an allocation
+    fails at the memory limit ("memory"), or ended without a proper result ("crash")."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -119,6 +119,9 @@ def run(
 def _reason(returncode: int) -> str:
     if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
         return "time"  # the CPU limit, or the kernel's out-of-memory killer
+    if returncode < 0:
+        # A decoder aborting or crashing: in practice an allocation the memory limit refused.
+        return "memory"
     return "crash"
 
 

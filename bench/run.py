@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import upload_memory  # noqa: E402  (bench/ is on the path when run as a script)
+from tables import as_records, print_table  # noqa: E402
 
 from tests.sample_files import large_pdf  # noqa: E402
 from tests.servers import Family, PostgresServer, manage, start_gunicorn  # noqa: E402
@@ -302,21 +303,17 @@ def rows(f: dict) -> list[tuple[str, str, str, str]]:
 
 def report(figures: dict) -> None:
     table = rows(figures)
-    header = ("Measure", "Measured", "Ratio", "Target", "")
-    widths = [max(len(str(row[i])) for row in [header, *table]) for i in range(5)]
-    for row in [header, tuple("-" * w for w in widths), *table]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    print_table(table)
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "settings": {"wrk_seconds": SECONDS, "rounds": ROUNDS, "connections": CLIENTS},
         "figures": figures,
-        "table": [
-            dict(zip(("measure", "measured", "ratio", "target", "verdict"), row, strict=True))
-            for row in table
-        ],  # fmt: skip
+        "table": as_records(table),
     }
     out = ROOT / "bench" / "results.json"
+    if out.exists() and "documents" in json.loads(out.read_text()):
+        results["documents"] = json.loads(out.read_text())["documents"]
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nWritten to {out.relative_to(ROOT)} ({results['machine']['cores']} cores, "
           f"{results['machine']['cpu']}, {results['date']})")  # fmt: skip

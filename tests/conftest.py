@@ -97,6 +97,29 @@ def code_from_typed_key(typed_key: str) -> str:
 
 
 @pytest.fixture
+def coordinator(db):
+    """A member of the Coordinators group, as the migration makes it."""
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user(
+        "casey", "casey@example.org", "a-long-fictional-pass", is_staff=True
+    )
+    user.groups.add(Group.objects.get(name="Coordinators"))
+    return user
+
+
+@pytest.fixture
+def coordinator_client(coordinator):
+    """The coordinator's own browser, signed in with the second factor; `client` stays
+    free for the family."""
+    from django.test import Client
+
+    browser = Client()
+    sign_in_with_second_factor(browser, coordinator)
+    return browser
+
+
+@pytest.fixture
 def admin_client(client, admin_user):
     sign_in_with_second_factor(client, admin_user)
     return client

@@ -427,3 +427,20 @@ def deflated_dicom_bomb(megabytes: int = 1024) -> bytes:
         body += compressor.compress(chunk)
     body += compressor.flush()
     return data[:meta_end] + bytes(body)
+
+
+def ten_bombs() -> list[tuple[str, bytes]]:
+    """Pixel and decompression bombs, a few kilobytes to a few megabytes each, each to be
+    refused: what a hostile visitor would send the workers to chew on."""
+    return [
+        ("twenty-thousand-square.png", big_png_bytes(20_000, 20_000)),
+        ("forty-thousand-square.png", big_png_bytes(40_000, 40_000)),
+        ("twenty-thousand-square-again.png", big_png_bytes(20_000, 20_000)),
+        ("thousands-of-scans.jpg", progressive_jpeg_with_scans(6000)),
+        ("thousands-of-scans-again.jpg", progressive_jpeg_with_scans(6000, size=2200)),
+        ("thousands-of-scans-wide.jpg", progressive_jpeg_with_scans(6000, size=2400)),
+        ("inflates-to-a-gigabyte.dcm", deflated_dicom_bomb()),
+        ("inflates-to-two-gigabytes.dcm", deflated_dicom_bomb(2048)),
+        ("inflates-to-a-gigabyte-again.dcm", deflated_dicom_bomb()),
+        ("forty-thousand-square-again.png", big_png_bytes(40_000, 40_000)),
+    ]

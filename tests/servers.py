@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from contextlib import ExitStack
@@ -98,6 +99,18 @@ class PostgresServer:
         except subprocess.CalledProcessError:
             pass  # already stopped
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def postgres_for_the_site(stack: ExitStack) -> "PostgresServer":
+    """A PostgreSQL server of the caller's own, with an empty database named cancerfax,
+    removed when `stack` closes."""
+    import psycopg
+
+    postgres = PostgresServer()
+    stack.callback(postgres.remove)
+    with psycopg.connect(postgres.url(), autocommit=True) as connection:
+        connection.execute("CREATE DATABASE cancerfax")
+    return postgres
 
 
 class RedisServer:
@@ -236,6 +249,50 @@ def wrk(url: str, seconds: float = 2, connections: int = 4) -> tuple[float, floa
     if errors:
         raise RuntimeError(f"{url} answered {errors.group(1)} errors:\n{result.stdout}")
     return rate, float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+
+def web_memory(run_dir: Path) -> int:
+    """Resident memory, in bytes, of gunicorn and of the nginx that `make serve` started with
+    `run_dir`, master and workers."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            command = (status.parent / "cmdline").read_bytes()
+            text = status.read_text()
+        except OSError:
+            continue
+        if b"gunicorn" in command or (b"nginx" in command and str(run_dir).encode() in command):
+            total += int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) * 1024
+    return total
+
+
+@contextlib.contextmanager
+def slow_clients(url: str, count: int = 20):
+    """`count` clients sending a form's body two bytes a second, for as long as it lasts."""
+    port = int(url.rsplit(":", 1)[1])
+    stop = threading.Event()
+
+    def trickle() -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", port)) as connection:
+                connection.sendall(
+                    b"POST /inquiries/new/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: multipart/form-data; boundary=cut\r\n"
+                    b"Content-Length: 1000000\r\n\r\n--cut\r\n"
+                )
+                while not stop.wait(0.5):
+                    connection.sendall(b"x")
+        except OSError:
+            pass  # the server gave up on it: fine
+
+    clients = [threading.Thread(target=trickle, daemon=True) for _ in range(count)]
+    for client in clients:
+        client.start()
+    time.sleep(2)  # all of them connected, and waiting
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 def sandbox_children() -> list[int]:

@@ -15,8 +15,7 @@ from inquiries.models import Document, Inquiry
 
 from .conftest import files_in
 from .servers import free_port
-from .test_guide_admin import change_guide
-from .test_inquiry_form import pdf, send
+from .support import change_guide, pdf, send
 
 pytestmark = pytest.mark.django_db
 

@@ -16,26 +16,11 @@ from inquiries.models import Document, DocumentDownload, Inquiry, Note, Notifica
 
 from .conftest import files_in, sign_in_with_second_factor
 from .forms import form_data as admin_form_data
-from .test_inquiry_form import photo, send
+from .support import photo, send
 
 pytestmark = pytest.mark.django_db
 
 LIST_URL = "/admin/inquiries/inquiry/"
-
-
-@pytest.fixture
-def coordinator(db) -> User:
-    user = User.objects.create_user(
-        "casey", "casey@example.org", "a-long-fictional-pass", is_staff=True
-    )
-    user.groups.add(Group.objects.get(name="Coordinators"))
-    return user
-
-
-@pytest.fixture
-def coordinator_client(client, coordinator):
-    sign_in_with_second_factor(client, coordinator)
-    return client
 
 
 @pytest.fixture

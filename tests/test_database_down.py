@@ -6,7 +6,7 @@ from django.db import OperationalError, connection
 from inquiries.models import Inquiry
 
 from .conftest import files_in
-from .test_inquiry_form import send
+from .support import send
 
 pytestmark = pytest.mark.django_db
 

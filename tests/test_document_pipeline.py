@@ -9,7 +9,6 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.core import mail
 from django.core.management import CommandError, call_command
 from django.test import Client
@@ -18,7 +17,7 @@ from django.utils import timezone
 from inquiries.documents import pipeline, sandbox
 from inquiries.models import Document, Inquiry, quarantine_storage
 
-from .conftest import ROOT, files_in, rebuild_bytes, refusal_code, sign_in_with_second_factor
+from .conftest import ROOT, files_in, rebuild_bytes, refusal_code
 from .sample_files import jpeg_bytes, pdf_bytes, progressive_jpeg_with_scans
 from .servers import form_data
 
@@ -38,15 +37,6 @@ def send_files(client: Client, *files: tuple[str, bytes]):
 def no_worker(monkeypatch):
     """As if no worker were running: the files wait in quarantine."""
     monkeypatch.setattr("inquiries.views.queue_checks", lambda inquiry: None)
-
-
-@pytest.fixture
-def coordinator_client(db) -> Client:
-    user = User.objects.create_user("casey", password="a-long-fictional-pass", is_staff=True)
-    user.groups.add(Group.objects.get(name="Coordinators"))
-    client = Client()
-    sign_in_with_second_factor(client, user)
-    return client
 
 
 def test_nothing_is_opened_in_the_request_the_files_wait_in_quarantine(

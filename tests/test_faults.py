@@ -33,6 +33,7 @@ from .servers import (
     RedisServer,
     free_port,
     manage,
+    postgres_for_the_site,
     start_gunicorn,
     start_worker,
     worker_pids,
@@ -102,11 +103,8 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     folder = tmp_path_factory.mktemp("faults")
-    postgres = PostgresServer()
     with ExitStack() as stack:
-        stack.callback(postgres.remove)
-        with psycopg.connect(postgres.url(), autocommit=True) as connection:
-            connection.execute("CREATE DATABASE cancerfax")
+        postgres = postgres_for_the_site(stack)
         smtp_port = free_port()
         env = {
             "PATH": "/usr/bin:/bin",

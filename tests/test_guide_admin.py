@@ -5,22 +5,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from guides.models import Guide
-
-from .forms import form_data
+from .support import change_guide
 
 
 @pytest.fixture
 def editor(admin_client):
     return admin_client
-
-
-def change_guide(client, guide: Guide, **changes: str):
-    url = f"/admin/guides/guide/{guide.pk}/change/"
-    data = form_data(client.get(url).content.decode(), "guide_form")
-    assert data, "the change form was found"
-    data.update(changes)
-    return client.post(url, data)
 
 
 def test_an_edit_made_in_the_admin_shows_on_the_page(editor, client, leukemia_guide):

@@ -5,7 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils.http import http_date
 
-from .test_guide_admin import change_guide
+from .support import change_guide
 
 pytestmark = pytest.mark.django_db
 

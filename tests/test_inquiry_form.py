@@ -16,26 +16,11 @@ from django.utils import timezone
 from inquiries.models import CONSENT_TEXT, CONSENT_VERSION, Document, Inquiry, Notification
 
 from .conftest import files_in
-from .sample_files import jpeg_bytes, large_pdf, pdf_bytes
+from .sample_files import large_pdf, pdf_bytes
 from .servers import PATIENT, form_data
+from .support import FORM_URL, pdf, photo, send
 
 pytestmark = pytest.mark.django_db
-
-FORM_URL = "/inquiries/new/"
-
-
-def pdf(name: str = "pathology-report.pdf", **options) -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, pdf_bytes(**options), content_type="application/pdf")
-
-
-def photo(name: str = "blood-count.jpg") -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, jpeg_bytes(640, 480, exif_gps=True), content_type="image/jpeg")
-
-
-def send(client: Client, documents=None, **changes):
-    data = form_data(**changes)
-    data["documents"] = [pdf()] if documents is None else documents
-    return client.post(FORM_URL, data)
 
 
 def assert_refused(response, message: str, documents_dir, uploads_dir) -> str:

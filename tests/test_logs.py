@@ -7,7 +7,8 @@ import pytest
 
 from cancerfax.logs import JsonFormatter, request_id
 
-from .test_inquiry_form import PATIENT, send
+from .servers import PATIENT
+from .support import send
 
 pytestmark = pytest.mark.django_db
 

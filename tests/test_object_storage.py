@@ -6,15 +6,14 @@ import socket
 
 import boto3
 import pytest
-from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from cancerfax.settings import env_documents_bucket
 from inquiries.models import Document, DocumentDownload, Inquiry
 
 from .conftest import TEST_BUCKET as BUCKET
-from .conftest import files_in, sign_in_with_second_factor
-from .test_inquiry_form import pdf, photo, send
+from .conftest import files_in
+from .support import pdf, photo, send
 
 pytestmark = pytest.mark.django_db
 
@@ -23,15 +22,6 @@ ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 def stored_objects(s3) -> list[dict]:
     return s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
-
-
-@pytest.fixture
-def coordinator_client(db) -> Client:
-    user = User.objects.create_user("casey", password="a-long-fictional-pass", is_staff=True)
-    user.groups.add(Group.objects.get(name="Coordinators"))
-    client = Client()
-    sign_in_with_second_factor(client, user)
-    return client
 
 
 def test_documents_go_to_the_bucket_private_and_encrypted(

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from inquiries.models import Document, Inquiry
 
 from .conftest import TEST_BUCKET, files_in
-from .test_inquiry_form import pdf, photo, send
+from .support import pdf, photo, send
 
 pytestmark = pytest.mark.django_db
 

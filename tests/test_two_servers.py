@@ -24,7 +24,6 @@ import pytest
 from playwright.sync_api import expect
 from pypdf import PdfReader
 
-from .browser.test_inquiry_in_chromium import fill_in
 from .conftest import code_from_typed_key
 from .sample_files import pdf_bytes
 from .servers import (
@@ -36,6 +35,7 @@ from .servers import (
     start_worker,
     wait_for_port,
 )
+from .support import fill_in
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 

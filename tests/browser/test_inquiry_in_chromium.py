@@ -13,7 +13,7 @@ from inquiries.models import DocumentDownload, Inquiry, Note
 
 from ..conftest import code_from_typed_key
 from ..sample_files import jpeg_bytes, pdf_bytes
-from .test_pages_in_chromium import axe_violations, watch_csp
+from ..support import axe_violations, fill_in, watch_csp
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -25,19 +25,6 @@ def reports(tmp_path):
     photo = tmp_path / "discharge-letter.jpg"
     photo.write_bytes(jpeg_bytes(1200, 900, exif_gps=True))
     return [pdf, photo]
-
-
-def fill_in(page) -> None:
-    page.get_by_label("I am a family member or carer writing for the patient").check()
-    page.get_by_label("Your name").fill("Sam Example")
-    page.get_by_label("I confirm that the patient has agreed").check()
-    page.get_by_label("Your email address").fill("sam.example@example.org")
-    page.get_by_label("Patient’s full name").fill("Ada Example")
-    page.get_by_label("Patient’s year of birth").select_option("2009")
-    page.get_by_label("Patient’s country of residence").select_option("GB")
-    page.get_by_label("Diagnosis").select_option("b-all")
-    page.get_by_label("Treatment so far").fill("Chemotherapy in 2025, relapse in 2026.")
-    page.get_by_label("Your question").fill("Could CAR-T be an option?")
 
 
 def test_family_sends_reports_and_coordinator_handles_them(

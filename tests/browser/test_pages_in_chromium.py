@@ -1,7 +1,8 @@
 """The public pages in Debian's Chromium, on a phone and on a desktop screen."""
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
+
+from ..support import axe_violations, watch_csp
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -12,27 +13,6 @@ PAGES = {
     "guide": "/guides/gene-therapy-for-leukemia/",
     "not-found": "/guides/no-such-guide/",
 }
-AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21aa", "wcag22aa"]
-
-
-def watch_csp(page) -> list[str]:
-    """Collects the Content-Security-Policy violations Chromium reports for this page."""
-    violations: list[str] = []
-    page.on(
-        "console",
-        lambda message: (
-            violations.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
-    return violations
-
-
-def axe_violations(page) -> list[str]:
-    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": AXE_TAGS}})
-    return [
-        f"{v['id']} ({v['impact']}): {[node['target'] for node in v['nodes']]}"
-        for v in results.response["violations"]
-    ]
 
 
 @pytest.mark.parametrize("screen", SCREENS)

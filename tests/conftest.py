@@ -14,7 +14,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from moto import mock_aws
 
 import cancerfax.caches
-from cancerfax.settings import env_documents_bucket
+from cancerfax.environment import env_documents_bucket
 from guides.models import (
     BalancePoint,
     Development,

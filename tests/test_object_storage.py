@@ -8,7 +8,7 @@ import boto3
 import pytest
 from django.test import Client
 
-from cancerfax.settings import env_documents_bucket
+from cancerfax.environment import env_documents_bucket
 from inquiries.models import Document, DocumentDownload, Inquiry
 
 from .conftest import TEST_BUCKET as BUCKET

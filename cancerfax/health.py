@@ -13,7 +13,7 @@ from django.core.files.storage import FileSystemStorage
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 
-from inquiries.models import documents_storage
+from inquiries.models import documents_storage, quarantine_storage
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +33,17 @@ def _cache() -> None:
 
 def _storage() -> None:
     # Read only: an anonymous probe must never make the site write. A local folder must be
-    # there to write into (or its parent, before the first document); a bucket must answer.
-    if isinstance(documents_storage, FileSystemStorage):
-        folder = Path(documents_storage.location)
-        while not folder.exists():
-            folder = folder.parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            raise PermissionError("the documents folder cannot be written to")
-    else:
-        documents_storage.exists("healthz")
+    # there to write into (or its parent, before the first file); a bucket must answer.
+    # Both stores: families' files arrive in quarantine, coordinators read the documents.
+    for storage in (quarantine_storage, documents_storage):
+        if isinstance(storage, FileSystemStorage):
+            folder = Path(storage.location)
+            while not folder.exists():
+                folder = folder.parent
+            if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+                raise PermissionError("a storage folder cannot be written to")
+        else:
+            storage.exists("healthz")
 
 
 CHECKS: dict[str, Callable[[], None]] = {

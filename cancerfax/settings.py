@@ -244,11 +244,16 @@ DOCUMENT_CHECK_ISOLATED = env_bool("DOCUMENT_CHECK_ISOLATED", default=True)
 DOCUMENT_CHECKS_AT_ONCE = env_int("DOCUMENT_CHECKS_AT_ONCE", max(1, (os.cpu_count() or 1) - 1))
 # A check whose worker died is tried again this many times in all, then refused.
 DOCUMENT_CHECK_ATTEMPTS = env_int("DOCUMENT_CHECK_ATTEMPTS", 3)
+# A check put back this many times after passing faults (a full store, say, for hours) is
+# refused at last, so that the family hears of it.
+DOCUMENT_CHECK_PUT_BACKS = env_int("DOCUMENT_CHECK_PUT_BACKS", 120)
 # Pages are rendered at this resolution (150 dots an inch keeps a pathology report's small
 # print legible), a page at most this many pixels, a PDF at most this many pages.
 DOCUMENT_PDF_DPI = env_int("DOCUMENT_PDF_DPI", 150)
 DOCUMENT_PDF_MAX_PAGE_PIXELS = env_int("DOCUMENT_PDF_MAX_PAGE_PIXELS", 12_000_000)
 DOCUMENT_PDF_MAX_PAGES = env_int("DOCUMENT_PDF_MAX_PAGES", 300)
+# A rebuilt copy is built in the worker's memory; one that would be larger is refused.
+DOCUMENT_REBUILT_MAX_BYTES = env_int("DOCUMENT_REBUILT_MAX_MB", 200) * MB
 # Images are decoded in the sandbox; this bounds a picture (about 4 bytes a pixel).
 DOCUMENT_IMAGE_MAX_PIXELS = env_int("DOCUMENT_IMAGE_MAX_PIXELS", 50_000_000)
 # How often a worker looks for checks and emails left behind by a worker that died or a

@@ -378,7 +378,11 @@ class InquiryAdmin(SimpleHistoryAdmin):
 
     @admin.action(description="Try again to send emails not delivered", permissions=["change"])
     def retry_emails(self, request, queryset) -> None:
-        owed = Notification.objects.undelivered().filter(inquiry__in=queryset)
+        # Emails are owed only once the documents have been checked: a receipt sent earlier
+        # would count files not yet received safely.
+        owed = Notification.objects.undelivered().filter(
+            inquiry__in=queryset, inquiry__documents_checked_at__isnull=False
+        )
         results = [deliver(notification) for notification in owed.select_related("inquiry")]
         sent, failed = results.count(True), results.count(False)
         level = messages.WARNING if failed else messages.SUCCESS

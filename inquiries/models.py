@@ -318,6 +318,8 @@ class Document(models.Model):
     # The original in the quarantine storage; emptied once the original is deleted.
     quarantine_name = models.CharField(max_length=200, blank=True)
     check_attempts = models.PositiveSmallIntegerField(default=0)
+    # Checks put back after a passing fault (the store, the database, a busy machine).
+    check_put_backs = models.PositiveSmallIntegerField(default=0)
     check_task_id = models.CharField(max_length=64, blank=True)
     # Renewed every few seconds while a worker checks the file: a stale one means the
     # worker died, and the check is tried again.

@@ -199,7 +199,7 @@ def test_the_receipt_counts_the_files_and_never_names_them(
 # The sandbox itself
 
 
-def run_isolated(code: str, tmp_path) -> subprocess.CompletedProcess:
+def run_isolated(code: str, tmp_path, user_namespace: bool | None = None):
     """`code` run after the sandbox's own isolation, as a decoder would run."""
     root = tmp_path / "root"
     root.mkdir()
@@ -208,7 +208,7 @@ def run_isolated(code: str, tmp_path) -> subprocess.CompletedProcess:
     program = (
         f"import os, socket, sys; sys.path.insert(0, {str(ROOT)!r})\n"
         "from inquiries.documents import sandbox\n"
-        f"sandbox._isolate({str(root)!r})\n"
+        f"sandbox._isolate({str(root)!r}, {user_namespace!r})\n"
     ) + code
     return subprocess.run(
         [sys.executable, "-I", "-c", program], capture_output=True, text=True, timeout=60
@@ -296,3 +296,174 @@ def test_a_worker_refuses_to_start_where_the_sandbox_cannot_isolate(monkeypatch,
     monkeypatch.setattr(sandbox, "probe", lambda limits: "unshare: Operation not permitted")
     with pytest.raises(CommandError, match="cannot be opened in the sandbox"):
         call_command("worker")
+
+
+# What the review of the pipeline found, each kept from coming back
+
+
+def test_a_database_error_after_the_copy_is_recorded_keeps_the_copy(
+    client, no_worker, monkeypatch, documents_dir, django_capture_on_commit_callbacks
+):
+    from django.db import OperationalError
+
+    send_files(client, ("report.pdf", pdf_bytes()))
+    document = Document.objects.get()
+
+    def gone(inquiry_id):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(pipeline, "settle_inquiry", gone)
+    with django_capture_on_commit_callbacks(execute=True):
+        pipeline.check(document.pk)
+    document.refresh_from_db()
+    assert document.state == "accepted"
+    assert [p.name for p in files_in(documents_dir)] == [document.file.name.rsplit("/", 1)[1]]
+    # The emails are left to the workers' recovery, which finds the inquiry checked.
+    monkeypatch.undo()
+    Inquiry.objects.update(received_at=timezone.now() - timedelta(minutes=5))
+    pipeline.recover()
+    assert len(mail.outbox) == 2
+
+
+def test_a_file_missing_from_quarantine_is_refused_not_tried_for_ever(
+    client, no_worker, quarantine_dir
+):
+    send_files(client, ("report.pdf", pdf_bytes()))
+    document = Document.objects.get()
+    (quarantine_dir / document.quarantine_name).unlink()
+    pipeline.check(document.pk)
+    document.refresh_from_db()
+    assert (document.state, document.refusal) == ("refused", "check_failed")
+
+
+@pytest.mark.parametrize("size", [(1, 40_000), (200_000, 1)], ids=["tall", "wide"])
+def test_a_page_of_an_absurd_shape_is_refused_without_taking_the_workers_memory(size):
+    from .sample_files import CATALOG, PAGES, pdf_from_objects
+
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] >>" % size
+    started = time.monotonic()
+    assert refusal_code("pdf", pdf_from_objects(CATALOG, PAGES, page)) == "too_complex"
+    assert time.monotonic() - started < 10
+
+
+def test_a_check_the_machine_could_not_set_up_is_put_back_not_refused(client, no_worker, settings):
+    send_files(client, ("report.pdf", pdf_bytes()))
+    settings.DOCUMENT_CHECK_MEMORY_MB = 8  # too little for the child even to start
+    pipeline.check(Document.objects.get().pk)
+    document = Document.objects.get()
+    assert (document.state, document.check_attempts, document.check_put_backs) == (
+        "received",
+        0,
+        1,
+    )
+    settings.DOCUMENT_CHECK_MEMORY_MB = 1024
+    pipeline.check(document.pk)
+    assert Document.objects.get().state == "accepted"
+
+
+def test_a_check_put_back_too_often_is_refused_at_last(client, no_worker, settings):
+    settings.DOCUMENT_CHECK_PUT_BACKS = 2
+    send_files(client, ("report.pdf", pdf_bytes()))
+    settings.DOCUMENT_CHECK_MEMORY_MB = 8
+    for _ in range(3):
+        pipeline.check(Document.objects.get().pk)
+    document = Document.objects.get()
+    assert (document.state, document.refusal) == ("refused", "check_failed")
+
+
+def test_a_child_starved_of_the_cpu_is_put_back_not_refused(settings, tmp_path):
+    import os
+    import signal
+    import threading
+
+    from .servers import sandbox_children
+
+    settings.DOCUMENT_CHECK_WALL_SECONDS = 2
+
+    def stop_it() -> None:
+        # As if the machine gave it no CPU at all.
+        for _ in range(100):
+            for pid in sandbox_children():
+                os.kill(pid, signal.SIGSTOP)
+                return
+            time.sleep(0.02)
+
+    threading.Thread(target=stop_it, daemon=True).start()
+    with (tmp_path / "slow.jpg").open("w+b") as source:
+        source.write(slow_photo())
+        with pytest.raises(pipeline.TryLater):
+            pipeline.rebuild("jpeg", source)
+
+
+def test_scans_keep_no_binary_data_but_their_own_image(tmp_path):
+    import io as bytes_io
+
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from .sample_files import WINDOWS_EXE, dicom_dataset, dicom_from
+
+    dataset = dicom_dataset()
+    icon = Dataset()
+    icon.Rows = icon.Columns = 8
+    icon.SamplesPerPixel, icon.BitsAllocated = 1, 8
+    icon.PixelData = WINDOWS_EXE[:64]
+    dataset.IconImageSequence = Sequence([icon])
+    dataset.add_new(0x60003000, "OW", WINDOWS_EXE[:64])  # Overlay Data
+    dataset.add_new(0x7FE00008, "OF", WINDOWS_EXE[:64])  # Float Pixel Data
+    stored = pipeline_bytes("dicom", dicom_from(dataset))
+    assert WINDOWS_EXE[:16] not in stored
+    rebuilt = pydicom.dcmread(bytes_io.BytesIO(stored))
+    assert "PixelData" not in rebuilt.IconImageSequence[0]
+    assert 0x60003000 not in rebuilt and 0x7FE00008 not in rebuilt
+    assert rebuilt.PixelData == bytes(range(64))
+
+
+def pipeline_bytes(kind: str, data: bytes) -> bytes:
+    rebuilt = rebuild_bytes(kind, data)
+    with rebuilt.content:
+        rebuilt.content.seek(0)
+        return rebuilt.content.read()
+
+
+@pytest.mark.parametrize("user_namespace", [False, True], ids=["as-root", "user-namespace"])
+def test_the_sandbox_cannot_be_climbed_out_of(tmp_path, user_namespace):
+    climb = run_isolated(
+        "import os\n"
+        "found = []\n"
+        "for attempt in ('chroot', 'nested'):\n"
+        "    try:\n"
+        "        if attempt == 'nested':\n"
+        "            os.unshare(os.CLONE_NEWUSER | os.CLONE_NEWNS)\n"
+        "        os.mkdir('/x')\n"
+        "        os.chroot('/x')\n"
+        "        for _ in range(40):\n"
+        "            os.chdir('..')\n"
+        "        os.chroot('.')\n"
+        "    except OSError as error:\n"
+        "        found.append(error.errno)\n"
+        "    found.append(os.path.exists('/etc/passwd'))\n"
+        "print(found)\n",
+        tmp_path,
+        user_namespace=user_namespace,
+    )
+    assert "True" not in climb.stdout and climb.stdout.startswith("["), climb.stdout + climb.stderr
+
+
+def test_a_fork_bomb_in_the_sandbox_stops_at_a_few_processes(tmp_path):
+    bomb = run_isolated(
+        "import os, sys\n"
+        "started = 0\n"
+        "try:\n"
+        "    for _ in range(200):\n"
+        "        if os.fork() == 0:\n"
+        "            __import__('time').sleep(5)\n"
+        "            os._exit(0)\n"
+        "        started += 1\n"
+        "except OSError:\n"
+        "    pass\n"
+        "print(started)\n",
+        tmp_path,
+    )
+    assert bomb.stdout.strip() and int(bomb.stdout.strip()) <= 40, bomb.stdout + bomb.stderr

@@ -74,7 +74,7 @@ def test_the_words_of_a_page_are_still_there_to_read(settings):
     # The page is a picture: no text layer, but the words can be read on it.
     assert page.get_textpage().get_text_range() == ""
     width, height = page.get_size()
-    assert (round(width), round(height)) == (612, 808)  # US Letter, and a line for the note
+    assert round(width) == 612 and 800 < round(height) < 815  # US Letter, and a line for the note
     top = page.render(scale=2).to_pil().convert("L").crop((100, 100, 900, 260))
     assert top.getextrema()[0] < 80, "the title is drawn in dark ink"
 

@@ -7,6 +7,6 @@ back pixels or a rewritten scan; the worker builds the copy that coordinators se
 those alone (`pdf.py`, `images.py`, `dicom.py`) and records every state (`pipeline.py`).
 What a family reads about a refusal is worded once, in `messages.py`.
 
-These modules, but `pipeline.py` and `uploads.py`, load no Django: the sandboxed child
-imports them.
+`sandbox.py`, `types.py` and the three rebuilding modules load no Django: the sandboxed
+child imports them.
 """

@@ -2,11 +2,12 @@
 
 The new file has an empty preamble, fresh file meta information, and only the elements the
 DICOM standard defines: no private element (where programs, PDFs and archives hide), none
-the dictionary does not know, no raw binary element but the image data and its look-up
-tables and overlays. The image data must be as long as its rows, columns, frames, samples
-and bits say, and is cut to exactly that (compressed, it must hold as many frames as
-declared, each of the declared size), or the file is refused. A DICOM that wraps a PDF is
-handed back as that PDF, to be rebuilt like any other.
+the dictionary does not know, no raw binary element but the image data and the look-up
+tables that colour it, each checked against what declares its size. The image data must
+be as long as its rows, columns, frames, samples and bits say, and is cut to exactly that
+(compressed, it must hold as many frames as declared, each of the declared size), or the
+file is refused. A DICOM that wraps a PDF is handed back as that PDF, to be rebuilt like
+any other.
 """
 
 import codecs
@@ -33,22 +34,15 @@ NOT_A_SCAN = (
 )
 # A web page, an SVG drawing or any XML, after whitespace or a byte-order mark.
 MARKUP_START = b"<"
-# Raw binary elements that carry the image itself: everything else of the kind OB, OW, OF,
-# OD, OL, OV or UN is dropped, standard or not, as it could carry anything.
+# Raw binary elements (OB, OW, OF, OD, OL, OV, UN) could carry anything, standard or not.
+# Only the image data itself is kept, at the top of the scan, checked against its size;
+# and the look-up tables that colour or window it, each exactly as long as its descriptor
+# says. Overlays, icons, floating-point images and the rest are dropped.
 BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
-IMAGE_ELEMENTS = {
-    0x7FE00010,  # Pixel Data
-    0x7FE00008,  # Float Pixel Data
-    0x7FE00009,  # Double Float Pixel Data
-    0x00281201,  # Red, green and blue palette colour look-up table data
-    0x00281202,
-    0x00281203,
-    0x00281221,  # Segmented red, green and blue palette colour look-up table data
-    0x00281222,
-    0x00281223,
-    0x00283006,  # LUT Data
-}
-OVERLAY_DATA = 0x3000  # element of the overlay groups 60xx
+PIXEL_DATA = 0x7FE00010
+# Red, green and blue palette colour look-up table data, by their descriptors.
+PALETTE_TABLES = {0x00281201: 0x00281101, 0x00281202: 0x00281102, 0x00281203: 0x00281103}
+LUT_DATA, LUT_DESCRIPTOR = 0x00283006, 0x00283002
 DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
@@ -117,7 +111,7 @@ def _check_inflated_size(data: bytes, limit: int) -> None:
         pending = inflater.unconsumed_tail
 
 
-def _standard(element) -> bool:
+def _standard(element, dataset, top: bool) -> bool:
     from pydicom.datadict import dictionary_has_tag, repeater_has_tag
 
     tag = element.tag
@@ -127,12 +121,26 @@ def _standard(element) -> bool:
         or not (dictionary_has_tag(tag) or repeater_has_tag(tag))
     ):
         return False
-    if element.VR in BINARY_VRS:
-        overlay = (
-            0x6000 <= tag.group <= 0x601E and tag.group % 2 == 0 and tag.element == OVERLAY_DATA
-        )
-        return int(tag) in IMAGE_ELEMENTS or overlay
-    return True
+    if element.VR not in BINARY_VRS:
+        return True
+    if int(tag) == PIXEL_DATA:
+        return top  # checked by _check_image, and cut to its size
+    if int(tag) in PALETTE_TABLES:
+        return _table_fits(element, dataset.get(PALETTE_TABLES[int(tag)]))
+    if int(tag) == LUT_DATA:
+        return _table_fits(element, dataset.get(LUT_DESCRIPTOR))
+    return False
+
+
+def _table_fits(table, descriptor) -> bool:
+    """Whether a look-up table holds exactly the entries its descriptor declares (a count
+    of 0 means 65,536), of the declared number of bits."""
+    try:
+        entries, _, bits = (int(value) for value in descriptor.value)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    entries = entries or 65536
+    return len(table.value) in {entries * (2 if bits > 8 else 1), entries * 2}
 
 
 def _rebuilt(dataset):
@@ -150,17 +158,17 @@ def _rebuilt(dataset):
     return rebuilt
 
 
-def _copy(dataset):
+def _copy(dataset, top: bool = True):
     from pydicom.dataelem import DataElement
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
     copy = Dataset()
     for element in dataset:
-        if not _standard(element):
+        if not _standard(element, dataset, top):
             continue
         if element.VR == "SQ":
-            value = Sequence([_copy(item) for item in element.value])
+            value = Sequence([_copy(item, top=False) for item in element.value])
         else:
             value = element.value
         copy.add(DataElement(element.tag, element.VR, value))

@@ -17,6 +17,8 @@ from .sandbox import Refused
 # A file cut short loses its trailer; bytes after the end (zero padding, a scanner's
 # trailer) are harmless and ignored by every reader.
 TRAILER_KEYWORDS = (b"startxref", b"%%EOF")
+# The longest side a JPEG, hence a rebuilt page, can have.
+MAX_SIDE = 65_500
 
 
 def prepare() -> None:
@@ -49,7 +51,7 @@ def child(kind: str, data: bytes, options: dict, out) -> dict:
     if pages == 0:
         raise Refused("damaged")
     if pages > options["max_pages"]:
-        raise Refused("too_many_pages", limit=options["max_pages"])
+        raise Refused("too_many_pages")
     # Form fields show their values as a viewer draws them; PDFium here runs no scripts.
     document.init_forms()
     for index in range(pages):
@@ -60,6 +62,8 @@ def child(kind: str, data: bytes, options: dict, out) -> dict:
         # A little under the limit, as the renderer rounds the page's size up.
         fit = math.sqrt(options["max_page_pixels"] / (width * height)) * 0.99
         scale = min(options["dpi"] / 72, fit)
+        if max(width, height) * scale > MAX_SIDE:
+            raise Refused("too_complex")  # a strip of a page, longer than any picture can be
         bitmap = page.render(scale=scale, rev_byteorder=True, may_draw_forms=True)
         picture = bitmap.to_pil().convert("RGB")
         header = {"page": index + 1, "pages": pages, "scale": scale}
@@ -73,8 +77,19 @@ class Assembler:
     without loss where that is about as small (typed pages, whose small print stays sharp),
     else as a JPEG (photos and scans); a page in shades of grey is stored in grey."""
 
-    def __init__(self, *, max_page_pixels: int, quality: int = 85, made_on: date | None = None):
+    def __init__(
+        self,
+        *,
+        max_page_pixels: int,
+        max_bytes: int,
+        quality: int = 85,
+        made_on: date | None = None,
+    ):
         self.max_page_pixels = max_page_pixels
+        # The pages are kept in memory until the file is written: a copy that would grow past
+        # this is refused rather than allowed to take the worker's memory.
+        self.max_bytes = max_bytes
+        self.size = 0
         self.quality = quality
         self.made_on = made_on or date.today()
         # (image dictionary, its encoded bytes, width and height in points) for each page.
@@ -87,10 +102,15 @@ class Assembler:
         scale, number, total = float(header["scale"]), int(header["page"]), int(header["pages"])
         if not (0 < width * height <= self.max_page_pixels and 0 < scale <= 10):
             raise ValueError("a page out of bounds")
+        if max(width, height) > MAX_SIDE:
+            raise ValueError("a page out of bounds")
         if number != len(self.pages) + 1 or len(payload) != width * height * 3:
             raise ValueError("a page out of order or of the wrong size")
         picture = self._with_note(Image.frombytes("RGB", (width, height), payload), number, total)
         image, data = self._encoded(picture)
+        self.size += len(data)
+        if self.size > self.max_bytes:
+            raise Refused("too_complex")
         self.pages.append((image, data, picture.width / scale, picture.height / scale))
 
     def _encoded(self, picture) -> tuple[dict, bytes]:
@@ -124,7 +144,8 @@ class Assembler:
     def _with_note(self, page, number: int, total: int):
         from PIL import Image, ImageDraw, ImageFont
 
-        band = max(12, round(page.width / 40))
+        # A line of small print, whatever the page's shape: about a fifth of an inch.
+        band = max(12, min(60, round(min(page.width, page.height * 0.7) / 40)))
         framed = Image.new("RGB", (page.width, page.height + band), "white")
         framed.paste(page, (0, 0))
         draw = ImageDraw.Draw(framed)

@@ -14,16 +14,18 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from typing import IO
 
+from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.tasks import TaskResultStatus, task
 from django.tasks.exceptions import TaskResultDoesNotExist
@@ -39,6 +41,7 @@ from ..models import (
     quarantine_storage,
 )
 from . import dicom, images, pdf, sandbox
+from .messages import REFUSALS
 
 logger = logging.getLogger(__name__)
 
@@ -75,46 +78,47 @@ def _scratch() -> IO[bytes]:
     return tempfile.TemporaryFile(dir=settings.FILE_UPLOAD_TEMP_DIR)
 
 
-def rebuild(kind: str, source: IO[bytes], heartbeat=None) -> Rebuilt:
+class TryLater(Exception):
+    """A fault of this machine, not of the file: the check is put back and done again."""
+
+
+def rebuild(kind: str, source: IO[bytes]) -> Rebuilt:
     """The copy of `source` (a file of `kind`, as its first bytes said) that coordinators
-    may open. Raises sandbox.Refused with the reason the family is told."""
+    may open. Raises sandbox.Refused with the reason the family is told, or TryLater."""
     try:
         if kind == "pdf":
-            return _rebuilt_pdf(source, heartbeat)
+            return _rebuilt_pdf(source)
         if kind == "dicom":
-            return _rebuilt_dicom(source, heartbeat)
-        return _rebuilt_image(kind, source, heartbeat)
+            return _rebuilt_dicom(source)
+        return _rebuilt_image(kind, source)
     except sandbox.SandboxFailed as failed:
         logger.info("Sandbox ended without a result (%s), a %s file", failed.reason, kind)
+        if failed.reason in ("setup", "starved"):
+            raise TryLater(failed.reason) from None
         raise sandbox.Refused("damaged" if failed.reason == "crash" else "too_complex") from None
-    except ValueError:
+    except sandbox.Refused as refused:
+        # Only the reasons a family can be told about come from a child.
+        if refused.code not in REFUSALS:
+            raise sandbox.Refused("damaged") from None
+        raise
+    except (ValueError, KeyError, TypeError):
         # The child handed back something out of bounds: nothing of it is kept.
         logger.warning("Sandbox result out of bounds, a %s file", kind)
         raise sandbox.Refused("damaged") from None
 
 
-def _run(kind: str, source: IO[bytes], options: dict, on_frame, max_payload: int, heartbeat):
-    with _machine_slot(heartbeat):
-        return sandbox.run(
-            kind,
-            source,
-            options,
-            limits(),
-            on_frame,
-            max_payload=max_payload,
-            heartbeat=heartbeat,
-            heartbeat_seconds=settings.DOCUMENT_HEARTBEAT_SECONDS,
-        )
+def _run(kind: str, source: IO[bytes], options: dict, on_frame, max_payload: int):
+    with _machine_slot():
+        return sandbox.run(kind, source, options, limits(), on_frame, max_payload=max_payload)
 
 
 @contextlib.contextmanager
-def _machine_slot(heartbeat):
+def _machine_slot():
     """One of DOCUMENT_CHECKS_AT_ONCE places on this machine, however many workers run on
     it: a file being opened may take a whole core, and a reader must always find one. Each
     place is a lock on a file, which the kernel releases if the worker dies."""
     folder = settings.DATA_DIR / "run"
     folder.mkdir(mode=0o700, exist_ok=True)
-    beat = time.monotonic()
     while True:
         for number in range(settings.DOCUMENT_CHECKS_AT_ONCE):
             with open(folder / f"check-{number}.lock", "a") as lock:
@@ -124,21 +128,22 @@ def _machine_slot(heartbeat):
                     continue
                 yield
                 return
-        if heartbeat and time.monotonic() - beat > settings.DOCUMENT_HEARTBEAT_SECONDS:
-            heartbeat()
-            beat = time.monotonic()
         time.sleep(0.2)
 
 
-def _rebuilt_pdf(source: IO[bytes], heartbeat) -> Rebuilt:
+def _rebuilt_pdf(source: IO[bytes]) -> Rebuilt:
     page_pixels = settings.DOCUMENT_PDF_MAX_PAGE_PIXELS
-    assembler = pdf.Assembler(max_page_pixels=page_pixels, made_on=timezone.localdate())
+    assembler = pdf.Assembler(
+        max_page_pixels=page_pixels,
+        max_bytes=settings.DOCUMENT_REBUILT_MAX_BYTES,
+        made_on=timezone.localdate(),
+    )
     options = {
         "dpi": settings.DOCUMENT_PDF_DPI,
         "max_pages": settings.DOCUMENT_PDF_MAX_PAGES,
         "max_page_pixels": page_pixels,
     }
-    _run("pdf", source, options, assembler.add, page_pixels * 3, heartbeat)
+    _run("pdf", source, options, assembler.add, page_pixels * 3)
     out = _scratch()
     try:
         pages = assembler.save(out)
@@ -148,10 +153,10 @@ def _rebuilt_pdf(source: IO[bytes], heartbeat) -> Rebuilt:
     return Rebuilt(out, "application/pdf", "pdf", pages)
 
 
-def _rebuilt_image(kind: str, source: IO[bytes], heartbeat) -> Rebuilt:
+def _rebuilt_image(kind: str, source: IO[bytes]) -> Rebuilt:
     max_pixels = settings.DOCUMENT_IMAGE_MAX_PIXELS
     frames: list[tuple[dict, bytes]] = []
-    _run(kind, source, {"max_pixels": max_pixels}, _one_frame(frames), max_pixels * 4, heartbeat)
+    _run(kind, source, {"max_pixels": max_pixels}, _one_frame(frames), max_pixels * 4)
     if not frames:
         raise sandbox.Refused("damaged")
     out = _scratch()
@@ -163,12 +168,12 @@ def _rebuilt_image(kind: str, source: IO[bytes], heartbeat) -> Rebuilt:
     return Rebuilt(out, content_type, extension)
 
 
-def _rebuilt_dicom(source: IO[bytes], heartbeat) -> Rebuilt:
+def _rebuilt_dicom(source: IO[bytes]) -> Rebuilt:
     size = source.seek(0, 2)
     frames: list[tuple[dict, bytes]] = []
     # A deflated scan may inflate to a quarter of the sandbox's memory, no more.
     options = {"max_inflated": settings.DOCUMENT_CHECK_MEMORY_MB * 1024 * 1024 // 4}
-    _run("dicom", source, options, _one_frame(frames), size + 64 * 1024, heartbeat)
+    _run("dicom", source, options, _one_frame(frames), size + 64 * 1024)
     if not frames:
         raise sandbox.Refused("damaged")
     header, payload = frames[0]
@@ -178,7 +183,7 @@ def _rebuilt_dicom(source: IO[bytes], heartbeat) -> Rebuilt:
         out.seek(0)
         if header.get("pdf_inside"):
             # A PDF wrapped in DICOM is a PDF: rebuilt as one, in a sandbox of its own.
-            return _rebuilt_pdf(out, heartbeat)
+            return _rebuilt_pdf(out)
         dicom.check_rebuilt(payload, size)
     except BaseException:
         out.close()
@@ -211,24 +216,37 @@ def check(document_id: int) -> None:
         logger.warning(
             "Document %s refused after %d tries", document.pk, document.check_attempts - 1
         )
-        settle(document, refusal="check_failed")
+        _refuse(document, "check_failed")
         return
+    try:
+        with _heartbeat(document):
+            refusal, rebuilt = _rebuild_original(document)
+            if rebuilt is not None:
+                with rebuilt.content:
+                    _store(document, rebuilt)
+    except (TryLater, *PASSING_FAULTS) as error:
+        put_back(document, error)
+        return
+    if refusal:
+        _refuse(document, refusal)
+
+
+def _rebuild_original(document: Document) -> tuple[str, Rebuilt | None]:
+    """("", the rebuilt copy), or (the reason it is refused, None)."""
     try:
         with _original(document) as source:
-            rebuilt = rebuild(document.detected_type, source, partial(_beat, document))
+            return "", rebuild(document.detected_type, source)
     except sandbox.Refused as refused:
         logger.info("Document %s refused (%s)", document.pk, refused.code)
-        settle(document, refusal=refused.code)
-        return
-    except PASSING_FAULTS as error:
-        put_back(document, error)
-        return
-    try:
-        store(document, rebuilt)
-    except PASSING_FAULTS as error:
-        put_back(document, error)
-    finally:
-        rebuilt.content.close()
+        return refused.code, None
+    except OriginalMissing:
+        # Nothing to check: the family is asked to send it again.
+        logger.error("Document %s: its original is missing from the quarantine", document.pk)
+        return "check_failed", None
+
+
+class OriginalMissing(Exception):
+    pass
 
 
 def claim(document_id: int) -> Document | None:
@@ -251,29 +269,56 @@ def _mine(document: Document):
     )
 
 
-def _beat(document: Document) -> None:
+@contextlib.contextmanager
+def _heartbeat(document: Document):
+    """Renews the check's heartbeat every DOCUMENT_HEARTBEAT_SECONDS for as long as it lasts,
+    whatever the worker is busy with (waiting for a place, the sandbox, the store)."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(settings.DOCUMENT_HEARTBEAT_SECONDS):
+            try:
+                _mine(document).update(heartbeat_at=timezone.now())
+            except DatabaseError as error:
+                # The check goes on; should the database still be away at its end, it is
+                # put back.
+                logger.warning(
+                    "Heartbeat of document %s missed: %s", document.pk, type(error).__name__
+                )
+        connection.close()
+
+    beating = threading.Thread(target=beat, name=f"heartbeat-{document.pk}", daemon=True)
+    beating.start()
     try:
-        _mine(document).update(heartbeat_at=timezone.now())
-    except DatabaseError as error:
-        # The check goes on; if the database is still away at its end, it is put back.
-        logger.warning("Heartbeat of document %s missed: %s", document.pk, type(error).__name__)
+        yield
+    finally:
+        done.set()
+        beating.join()
 
 
 @contextlib.contextmanager
 def _original(document: Document):
     """The original bytes as a real file, for the sandbox's standard input."""
-    if isinstance(quarantine_storage, FileSystemStorage):
-        with open(quarantine_storage.path(document.quarantine_name), "rb") as source:
-            yield source
-        return
-    with _scratch() as copy, quarantine_storage.open(document.quarantine_name, "rb") as stored:
-        for chunk in iter(lambda: stored.read(1024 * 1024), b""):
-            copy.write(chunk)
-        copy.seek(0)
-        yield copy
+    try:
+        if isinstance(quarantine_storage, FileSystemStorage):
+            opened = open(quarantine_storage.path(document.quarantine_name), "rb")  # noqa: SIM115
+        else:
+            opened = _scratch()
+            with quarantine_storage.open(document.quarantine_name, "rb") as stored:
+                for chunk in iter(lambda: stored.read(1024 * 1024), b""):
+                    opened.write(chunk)
+            opened.seek(0)
+    except FileNotFoundError:
+        raise OriginalMissing from None
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+            raise OriginalMissing from None
+        raise
+    with opened:
+        yield opened
 
 
-def store(document: Document, rebuilt: Rebuilt) -> None:
+def _store(document: Document, rebuilt: Rebuilt) -> None:
     rebuilt.content.seek(0)
     digest, size = hashlib.sha256(), 0
     for chunk in iter(lambda: rebuilt.content.read(1024 * 1024), b""):
@@ -293,10 +338,23 @@ def store(document: Document, rebuilt: Rebuilt) -> None:
             pages=rebuilt.pages,
         )
     except BaseException:
+        # The row was not changed: its copy must not stay.
         documents_storage.delete(name)
         raise
     if not settled:
         documents_storage.delete(name)
+        return
+    _inquiry_checked(document)
+
+
+def _refuse(document: Document, refusal: str) -> None:
+    try:
+        settled = settle(document, refusal=refusal)
+    except DatabaseError as error:
+        put_back(document, error)
+        return
+    if settled:
+        _inquiry_checked(document)
 
 
 def settle(document: Document, *, refusal: str = "", **rebuilt) -> bool:
@@ -314,9 +372,17 @@ def settle(document: Document, *, refusal: str = "", **rebuilt) -> bool:
         settled = _mine(document).update(**fields)
         if settled and document.quarantine_name:
             transaction.on_commit(partial(_delete_original, document.quarantine_name), robust=True)
-    if settled:
-        settle_inquiry(document.inquiry_id)
     return bool(settled)
+
+
+def _inquiry_checked(document: Document) -> None:
+    try:
+        settle_inquiry(document.inquiry_id)
+    except DatabaseError as error:
+        # The document's own end is committed; `recover` sends the emails later.
+        logger.warning(
+            "Inquiry of document %s left to recovery: %s", document.pk, type(error).__name__
+        )
 
 
 def _delete_original(name: str) -> None:
@@ -325,16 +391,27 @@ def _delete_original(name: str) -> None:
 
 def put_back(document: Document, error: Exception) -> None:
     """A passing fault: the document waits again, its attempt not counted, and is checked
-    again after DOCUMENT_RETRY_SECONDS (or by `recover`, once the database is back)."""
+    again after DOCUMENT_RETRY_SECONDS (or by `recover`, once the database is back); after
+    DOCUMENT_CHECK_PUT_BACKS of them, it is refused rather than tried for ever."""
     logger.warning("Check of document %s put back: %s", document.pk, type(error).__name__)
     try:
+        if document.check_put_backs >= settings.DOCUMENT_CHECK_PUT_BACKS:
+            logger.error(
+                "Document %s refused after %d put backs", document.pk, document.check_put_backs
+            )
+            if settle(document, refusal="check_failed"):
+                _inquiry_checked(document)
+            return
         put = _mine(document).update(
-            state=State.RECEIVED, check_attempts=F("check_attempts") - 1, heartbeat_at=None
+            state=State.RECEIVED,
+            check_attempts=F("check_attempts") - 1,
+            check_put_backs=F("check_put_backs") + 1,
+            heartbeat_at=None,
         )
         if put:
             queue_check(document, delay=timedelta(seconds=settings.DOCUMENT_RETRY_SECONDS))
     except DatabaseError:
-        pass
+        pass  # `recover` finds it once the database is back
 
 
 def _backend():
@@ -382,8 +459,9 @@ def queue_email(notification: Notification, delay: timedelta | None = None) -> N
 # Recovery
 
 
-def _pending(task_id: str, stale: timedelta) -> bool:
-    """Whether a task is waiting in the queue, or running and not left behind."""
+def _pending(task_id: str, stale: timedelta, running: bool = True) -> bool:
+    """Whether a task is waiting in the queue, or (with `running`) running and not left
+    behind."""
     backend = _backend()
     if not task_id or not backend.supports_get_result:
         return False
@@ -394,7 +472,9 @@ def _pending(task_id: str, stale: timedelta) -> bool:
     if result.status == TaskResultStatus.READY:
         return True
     started = result.started_at
-    return result.status == TaskResultStatus.RUNNING and started > timezone.now() - stale
+    return (
+        running and result.status == TaskResultStatus.RUNNING and started > timezone.now() - stale
+    )
 
 
 def recover() -> int:

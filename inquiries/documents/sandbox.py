@@ -13,6 +13,7 @@ A child that runs out of memory, CPU time or wall time, or crashes, is reported 
 nothing it did can reach the worker but the frames, which carry pixels or a rewritten scan.
 """
 
+import ctypes
 import json
 import os
 import resource
@@ -49,15 +50,16 @@ class Limits:
 class Refused(Exception):
     """The file is not one we can accept; `code` names why (see messages.py)."""
 
-    def __init__(self, code: str, **details: Any) -> None:
+    def __init__(self, code: str) -> None:
         super().__init__(code)
         self.code = code
-        self.details = details
 
 
 class SandboxFailed(Exception):
     """The child ran out of time ("time"), was stopped by a signal, as when an allocation
-    fails at the memory limit ("memory"), or ended without a proper result ("crash")."""
+    fails at the memory limit ("memory"), ended without a proper result ("crash"), could
+    not be set up on this machine at all ("setup"), or ran out of time without having had
+    the CPU for its work, on a machine too busy for it ("starved")."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -93,6 +95,7 @@ def run(
             root,
         ]
         source.seek(0)
+        before, started = _cpu_of_children(), time.monotonic()
         child = subprocess.Popen(  # noqa: S603 - our own program, no shell
             command,
             stdin=source,
@@ -101,19 +104,51 @@ def run(
             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
             start_new_session=True,
         )
+        ready = []
+
+        def frame(header: dict, payload: bytes) -> None:
+            if header.get("ready") and not ready:
+                ready.append(True)
+            elif not ready:
+                raise SandboxFailed("crash")
+            else:
+                on_frame(header, payload)
+
         try:
-            last = _read_frames(child, limits, on_frame, max_payload, heartbeat, heartbeat_seconds)
+            last = _read_frames(child, limits, frame, max_payload, heartbeat, heartbeat_seconds)
+        except SandboxFailed as failed:
+            if failed.reason != "time":
+                raise
+            _end(child)
+            if _cpu_of_children() - before < (time.monotonic() - started) / 2:
+                # Out of time having had less than half a core: the machine was too busy for
+                # it (it runs at idle priority), which says nothing about the file.
+                raise SandboxFailed("starved") from None
+            raise
         finally:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-            child.stdout.close()
-            child.stderr.close()
+            _end(child)
+    if not ready:
+        # The child never got as far as the file: a fault of this machine (namespaces,
+        # a library missing), to be tried again, never held against the family's file.
+        raise SandboxFailed("setup")
     if last is None:
         raise SandboxFailed(_reason(child.returncode))
     if "refused" in last:
-        raise Refused(last["refused"], **last.get("details", {}))
+        raise Refused(str(last["refused"]))
     return last
+
+
+def _end(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    child.stderr.close()
+
+
+def _cpu_of_children() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def _reason(returncode: int) -> str:
@@ -213,18 +248,84 @@ def _limit(which: int, value: int, hard: int | None = None) -> None:
     resource.setrlimit(which, (value, value if hard is None else hard))
 
 
-def _isolate(root: str) -> None:
-    flags = os.CLONE_NEWNET | os.CLONE_NEWNS
-    if os.geteuid() != 0:
+# What the standard library lacks for leaving the filesystem: mount, pivot_root, capset
+# and prctl, from the C library.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_REC, MS_PRIVATE = 1 << 14, 1 << 18
+MNT_DETACH = 2
+PR_SET_NO_NEW_PRIVS = 38
+CAPABILITY_VERSION_3 = 0x20080522
+SPARE_PROCESSES = 32
+
+
+class _CapabilityHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapabilitySet(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _libc(name: str, *args) -> None:
+    if getattr(_LIBC, name)(*args) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{name}: {os.strerror(error)}")
+
+
+def _isolate(root: str, user_namespace: bool | None = None) -> None:
+    """Leaves the network and the filesystem for good. In namespaces of its own, the child
+    makes an empty, read-only filesystem its root and drops the old one entirely (a chroot
+    alone can be climbed out of by a process holding capabilities, as a user namespace
+    gives), then gives up every capability and the means to regain one."""
+    if user_namespace is None:
         # Without root, a user namespace gives the rights to make the two others.
+        user_namespace = os.geteuid() != 0
+    becomes_nobody = os.geteuid() == 0 and not user_namespace
+    # Decoders start a few threads (libheif does); a fork bomb would start thousands. The
+    # limit counts every process of the user, so it is what runs as that user now, plus a
+    # few: read while /proc can still be seen.
+    processes = _processes_of(NOBODY if becomes_nobody else os.getuid()) + SPARE_PROCESSES
+    flags = os.CLONE_NEWNET | os.CLONE_NEWNS
+    if user_namespace:
         flags |= os.CLONE_NEWUSER
     os.unshare(flags)
-    os.chroot(root)
+    _libc("mount", None, b"/", None, MS_REC | MS_PRIVATE, None)
+    new_root = root.encode()
+    _libc("mount", b"sandbox", new_root, b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=4k")
+    os.chdir(root)
+    # The new root over the old one, then the old one detached: nothing of the machine's
+    # filesystem is left in this namespace, nor in any the child could make from it.
+    _libc("pivot_root", b".", b".")
+    _libc("umount2", b".", MNT_DETACH)
     os.chdir("/")
-    if os.geteuid() == 0:
+    read_only = MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    _libc("mount", None, b"/", None, read_only, None)
+    if becomes_nobody:
         os.setgroups([])
         os.setgid(NOBODY)
         os.setuid(NOBODY)
+    header, nothing = _CapabilityHeader(CAPABILITY_VERSION_3, 0), (_CapabilitySet * 2)()
+    _libc("capset", ctypes.byref(header), nothing)
+    _libc("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    _limit(resource.RLIMIT_NPROC, processes)
+
+
+def _processes_of(uid: int) -> int:
+    count = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            owner = next(
+                line for line in status.read_text().splitlines() if line.startswith("Uid:")
+            )
+        except (OSError, StopIteration):
+            continue
+        count += int(owner.split()[1]) == uid
+    return count
 
 
 def _decoder(kind: str):
@@ -292,12 +393,15 @@ def child_main(argv: list[str]) -> None:
     if limits.isolate:
         _isolate(root)
     _limit(resource.RLIMIT_NOFILE, limits.open_files)
-    data = sys.stdin.buffer.read()
     out = FrameWriter(sys.stdout.buffer)
+    # Set up and isolated: what goes wrong from here is the file's doing, not the machine's.
+    out.send({"ready": True})
+    out.stream.flush()
+    data = sys.stdin.buffer.read()
     try:
         result = decoder.child(kind, data, options, out)
     except Refused as refused:
-        out.end(refused=refused.code, details=refused.details)
+        out.end(refused=refused.code)
     except MemoryError:
         out.end(refused="too_complex")
     except Exception:  # whatever a decoder raises on a broken file means the same

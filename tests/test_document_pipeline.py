@@ -381,10 +381,12 @@ def test_a_child_starved_of_the_cpu_is_put_back_not_refused(settings, tmp_path):
     settings.DOCUMENT_CHECK_WALL_SECONDS = 2
 
     def stop_it() -> None:
-        # As if the machine gave it no CPU at all.
-        for _ in range(100):
-            for pid in sandbox_children():
-                os.kill(pid, signal.SIGSTOP)
+        # As if the machine gave it no CPU at all: the child, and the processes it became.
+        for _ in range(200):
+            children = sandbox_children()
+            if len(children) >= 3:
+                for pid in children:
+                    os.kill(pid, signal.SIGSTOP)
                 return
             time.sleep(0.02)
 
@@ -467,3 +469,43 @@ def test_a_fork_bomb_in_the_sandbox_stops_at_a_few_processes(tmp_path):
         tmp_path,
     )
     assert bomb.stdout.strip() and int(bomb.stdout.strip()) <= 40, bomb.stdout + bomb.stderr
+
+
+def test_a_process_left_in_the_sandbox_can_reach_no_other_process(tmp_path):
+    import os
+
+    outside = os.getpid()
+    reach = run_isolated(
+        "import os, signal\n"
+        "try:\n"
+        f"    os.kill({outside}, 0); print('reached')\n"
+        "except ProcessLookupError:\n"
+        "    print('not there')\n"
+        "print(os.getpid())\n",
+        tmp_path,
+    )
+    assert reach.stdout.split() == ["not", "there", "2"], reach.stdout + reach.stderr
+
+
+def test_what_a_sandbox_starts_ends_with_it(tmp_path):
+    from pathlib import Path
+
+    marker = "left-behind-by-a-sandbox"
+    left = run_isolated(
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        f"    time.sleep(30)  # {marker}\n"
+        "    os._exit(0)\n"
+        "print('started one')\n",
+        tmp_path,
+    )
+    assert left.stdout.strip() == "started one", left.stderr
+    time.sleep(0.5)
+    still = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            still += [cmdline] if marker.encode() in cmdline.read_bytes() else []
+        except OSError:
+            continue  # ended meanwhile
+    assert still == []

@@ -95,7 +95,6 @@ def run(
             root,
         ]
         source.seek(0)
-        before, started = _cpu_of_children(), time.monotonic()
         child = subprocess.Popen(  # noqa: S603 - our own program, no shell
             command,
             stdin=source,
@@ -116,15 +115,6 @@ def run(
 
         try:
             last = _read_frames(child, limits, frame, max_payload, heartbeat, heartbeat_seconds)
-        except SandboxFailed as failed:
-            if failed.reason != "time":
-                raise
-            _end(child)
-            if _cpu_of_children() - before < (time.monotonic() - started) / 2:
-                # Out of time having had less than half a core: the machine was too busy for
-                # it (it runs at idle priority), which says nothing about the file.
-                raise SandboxFailed("starved") from None
-            raise
         finally:
             _end(child)
     if not ready:
@@ -146,9 +136,29 @@ def _end(child: subprocess.Popen) -> None:
     child.stderr.close()
 
 
-def _cpu_of_children() -> float:
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return used.ru_utime + used.ru_stime
+def _out_of_time(child: subprocess.Popen, limits: Limits):
+    used = _cpu_of_group(child.pid)
+    os.killpg(child.pid, signal.SIGKILL)
+    if used < limits.wall_seconds / 2:
+        # Out of time having had less than half a core: the machine was too busy for it (it
+        # runs at idle priority), which says nothing about the file.
+        raise SandboxFailed("starved")
+    raise SandboxFailed("time")
+
+
+def _cpu_of_group(group: int) -> float:
+    """The CPU seconds the processes of a process group have used so far."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # After the command: state, parent, group, …, user and system time (fields 3 and
+        # 12, 13 counting from 0).
+        if int(fields[2]) == group:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _reason(returncode: int) -> str:
@@ -170,8 +180,7 @@ def _read_frames(child, limits, on_frame, max_payload, heartbeat, heartbeat_seco
     while open_fds:
         now = time.monotonic()
         if now >= deadline:
-            os.killpg(child.pid, signal.SIGKILL)
-            raise SandboxFailed("time")
+            _out_of_time(child, limits)
         if now >= next_beat:
             if heartbeat:
                 heartbeat()
@@ -190,8 +199,7 @@ def _read_frames(child, limits, on_frame, max_payload, heartbeat, heartbeat_seco
     try:
         child.wait(remaining)
     except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        raise SandboxFailed("time") from None
+        _out_of_time(child, limits)
     if buffer:
         raise SandboxFailed("crash")  # a frame cut short
     if last is None or not last.get("end"):
@@ -278,10 +286,11 @@ def _libc(name: str, *args) -> None:
 
 
 def _isolate(root: str, user_namespace: bool | None = None) -> None:
-    """Leaves the network and the filesystem for good. In namespaces of its own, the child
-    makes an empty, read-only filesystem its root and drops the old one entirely (a chroot
-    alone can be climbed out of by a process holding capabilities, as a user namespace
-    gives), then gives up every capability and the means to regain one."""
+    """Leaves the network, the filesystem and the machine's processes for good. In namespaces
+    of its own, the child makes an empty, read-only filesystem its root and drops the old
+    one entirely (a chroot alone can be climbed out of by a process holding capabilities,
+    as a user namespace gives), gives up every capability and the means to regain one, and
+    becomes the first process of a namespace of its own."""
     if user_namespace is None:
         # Without root, a user namespace gives the rights to make the two others.
         user_namespace = os.geteuid() != 0
@@ -290,7 +299,10 @@ def _isolate(root: str, user_namespace: bool | None = None) -> None:
     # limit counts every process of the user, so it is what runs as that user now, plus a
     # few: read while /proc can still be seen.
     processes = _processes_of(NOBODY if becomes_nobody else os.getuid()) + SPARE_PROCESSES
-    flags = os.CLONE_NEWNET | os.CLONE_NEWNS
+    # A process namespace too, whose first process the child becomes below: it can see no
+    # process outside it, other checks' children included, and whatever it starts ends with
+    # it. And an IPC namespace: shared memory it makes goes when it ends.
+    flags = os.CLONE_NEWNET | os.CLONE_NEWNS | os.CLONE_NEWPID | os.CLONE_NEWIPC
     if user_namespace:
         flags |= os.CLONE_NEWUSER
     os.unshare(flags)
@@ -313,6 +325,30 @@ def _isolate(root: str, user_namespace: bool | None = None) -> None:
     _libc("capset", ctypes.byref(header), nothing)
     _libc("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     _limit(resource.RLIMIT_NPROC, processes)
+    _become_first_process()
+
+
+def _become_first_process() -> None:
+    """Goes on in a new process, the second of the new process namespace. The first only
+    waits for it and ends as soon as it ends, which ends whatever else it started; it must
+    not do the work itself, as the kernel spares a namespace's first process the signals
+    that the CPU limit sends. This process, outside, waits too and ends as the check
+    ended, signal and all, so that the worker sees what became of it."""
+    first = os.fork()
+    if first:
+        _, status = os.waitpid(first, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code > 128:
+            number = code - 128
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+        os._exit(code)
+    second = os.fork()
+    if second:
+        _, status = os.waitpid(second, 0)
+        if os.WIFSIGNALED(status):
+            os._exit(128 + os.WTERMSIG(status))
+        os._exit(os.waitstatus_to_exitcode(status))
 
 
 def _processes_of(uid: int) -> int:

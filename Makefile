@@ -63,7 +63,7 @@ serve: $(VENV)/.installed nginx
 		-e 's|@MAX_BODY@|$(or $(DOCUMENTS_MAX_TOTAL_MB),100)m|' -e 's|@USER@|$(NGINX_USER)|' \
 		nginx.conf > $(RUN_DIR)/nginx.conf
 	@echo "CancerFax Guides (production stack) on http://$(or $(HOST),127.0.0.1):$(PORT)/"
-	@trap 'kill 0' EXIT; \
+	@trap 'kill 0' EXIT; export SITE_URL=$${SITE_URL:-http://$(or $(HOST),127.0.0.1):$(PORT)}; \
 		for n in $$(seq $(WORKERS)); do $(PY) manage.py worker & done; \
 		GUNICORN_BIND=unix:$(abspath $(RUN_DIR))/gunicorn.sock $(VENV)/bin/gunicorn \
 			cancerfax.wsgi:application -c gunicorn.conf.py & \

@@ -171,7 +171,7 @@ class CoordinationSite(admin.AdminSite):
         return [
             path("two-factor/", never_cache(self.second_factor), name="two_factor"),
             path(
-                "two-factor/set-up/<str:token>/",
+                "two-factor/set-up/",
                 never_cache(self.authenticator_setup),
                 name="authenticator_setup",
             ),
@@ -238,10 +238,10 @@ class CoordinationSite(admin.AdminSite):
         }
         return TemplateResponse(request, "admin/two_factor.html", context)
 
-    def authenticator_setup(self, request: HttpRequest, token: str) -> HttpResponse:
+    def authenticator_setup(self, request: HttpRequest) -> HttpResponse:
         """The link from the email: this browser may now set up the authenticator, once the
         password has been typed here too (before or after opening the link)."""
-        user = user_for_setup_token(token)
+        user = user_for_setup_token(request.GET.get("token", ""))
         if user is None:
             context = {
                 **self.each_context(request),

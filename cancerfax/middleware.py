@@ -63,7 +63,7 @@ def client_address(request: HttpRequest) -> str:
         return remote
     for entry in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
         try:
-            address = str(ipaddress.ip_address(entry.strip()))
+            address = str(ipaddress.ip_address(_without_port(entry.strip())))
         except ValueError:
             break
         if not _is_trusted_proxy(address):
@@ -71,6 +71,15 @@ def client_address(request: HttpRequest) -> str:
         remote = address
     # Only a process on this machine reaches gunicorn's socket without nginx's header.
     return remote or "127.0.0.1"
+
+
+def _without_port(entry: str) -> str:
+    """1.2.3.4:5678 and [2001:db8::1]:5678, as some load balancers write them, as addresses."""
+    if entry.startswith("["):
+        return entry[1:].split("]", 1)[0]
+    if entry.count(":") == 1:
+        return entry.split(":", 1)[0]
+    return entry
 
 
 def _is_trusted_proxy(address: str) -> bool:

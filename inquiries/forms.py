@@ -1,5 +1,6 @@
 import logging
 import re
+import unicodedata
 import uuid
 
 import phonenumbers
@@ -246,7 +247,10 @@ class InquiryForm(forms.ModelForm):
 
     def clean_email(self) -> str:
         email = self.cleaned_data["email"]
-        if not ORDINARY_MAILBOX.fullmatch(email):
+        # Invisible characters (a zero-width space, say) would be stored and shown, while
+        # the mail went elsewhere.
+        hidden = any(unicodedata.category(char)[0] in "CZ" for char in email)
+        if hidden or not ORDINARY_MAILBOX.fullmatch(email):
             raise ValidationError(
                 "Please enter one email address, like name@example.com, with no spaces, "
                 "quotes, commas or brackets.",

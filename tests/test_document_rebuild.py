@@ -285,3 +285,32 @@ def test_a_refusal_is_logged_with_its_reason_but_never_the_file_or_its_name(capl
     refusal_code("pdf", pdf_bytes(encrypted=True) + b"Ada Example")
     text = " ".join(record.getMessage() for record in caplog.records)
     assert "Ada Example" not in text
+
+
+def test_nothing_hides_in_the_colour_of_see_through_pixels():
+    hidden = Image.new("RGBA", (16, 16), (0x41, 0x44, 0x41, 0))  # "ADA", invisible
+    hidden.putpixel((0, 0), (255, 0, 0, 255))
+    buffer = io.BytesIO()
+    hidden.save(buffer, "PNG")
+    with picture(rebuilt_bytes("png", buffer.getvalue())) as image:
+        assert image.getpixel((5, 5)) == (0, 0, 0, 0)
+        assert image.getpixel((0, 0)) == (255, 0, 0, 255)
+
+
+def test_a_png_with_megabytes_of_editing_history_is_accepted_without_it():
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(
+        "XML:com.adobe.xmp", "<x:xmpmeta>" + "history " * 400_000 + "</x:xmpmeta>", zip=True
+    )
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), "white").save(buffer, "PNG", pnginfo=info)
+    stored = rebuilt_bytes("png", buffer.getvalue())
+    assert b"xmpmeta" not in stored and b"iTXt" not in stored
+
+
+def test_a_reason_no_longer_known_still_reads_as_a_sentence():
+    from inquiries.documents.messages import refusal
+
+    assert refusal("no-such-reason", "scan.pdf").startswith("“scan.pdf” seems to be damaged")

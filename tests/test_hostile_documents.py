@@ -373,3 +373,43 @@ def test_a_deflated_scan_that_inflates_to_a_gigabyte_is_refused_within_the_limit
     bomb = deflated_dicom_bomb()
     assert len(bomb) < 5 * MB
     assert ends_within_limits("dicom", bomb, tight_limits) in {"too_complex", "damaged"}
+
+
+def test_a_scan_carries_no_archive_no_address_and_nothing_after_its_frames():
+    from pydicom.dataset import Dataset
+    from pydicom.encaps import encapsulate
+    from pydicom.sequence import Sequence
+    from pydicom.uid import JPEGBaseline8Bit
+
+    archive = zip_bytes()
+    # A sequence of signatures after the image, holding an archive; addresses a viewer
+    # might fetch.
+    dataset = dicom_dataset()
+    signature = Dataset()
+    signature.add(DataElement(0x7FE00010, "OB", archive))
+    dataset.add(DataElement(0xFFFAFFFA, "SQ", Sequence([signature])))
+    dataset.RetrieveURL = "https://evil.example/fetch"
+    dataset.PixelDataProviderURL = "https://evil.example/pixels"
+    stored = rebuilt_bytes("dicom", dicom_from(dataset))
+    assert not zipfile.is_zipfile(io.BytesIO(stored)) and b"evil.example" not in stored
+
+    # Image data that is itself an archive, exactly as long as declared.
+    rows = columns = 64
+    exact = (archive + bytes(rows * columns))[: rows * columns]
+    exact = exact[: rows * columns - len(archive)] + archive
+    stored = rebuilt_bytes(
+        "dicom", dicom_from(dicom_dataset(Rows=rows, Columns=columns, PixelData=exact))
+    )
+    assert not zipfile.is_zipfile(io.BytesIO(stored))
+
+    # A JPEG frame with something after its end marker, inside its fragment.
+    buffer = io.BytesIO()
+    from PIL import Image
+
+    Image.new("L", (8, 8), 128).save(buffer, "JPEG")
+    frame = buffer.getvalue() + b"hidden after the end" + bytes(2)
+    compressed = dicom_dataset(PixelData=encapsulate([frame]))
+    compressed.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    compressed["PixelData"].VR = "OB"
+    stored = rebuilt_bytes("dicom", dicom_from(compressed))
+    assert b"hidden after the end" not in stored

@@ -289,6 +289,8 @@ def test_bad_text_gets_a_polite_message_next_to_its_field(
         '"sam@example.org\\,eve"@example.org',
         "sam@exam\x00ple.org",
         "sam@example.org,eve@example.net",
+        "sam@example.org\u200b",
+        "sam@exam\u00adple.org",
     ],
 )
 def test_a_receipt_goes_to_exactly_one_ordinary_mailbox(client, address):
@@ -521,3 +523,16 @@ def test_through_nginx_on_its_socket_each_visitor_still_has_their_own_limit(clie
     assert send_via_nginx("198.51.100.1").status_code == 302
     assert send_via_nginx("198.51.100.2").status_code == 302
     assert send_via_nginx("192.0.2.9, 198.51.100.1").status_code == 429
+
+
+def test_addresses_with_a_port_from_the_load_balancer_still_count_per_visitor(client, settings):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/24"]
+    settings.INQUIRY_RATE_LIMIT = "1/h"
+
+    def send_as(forwarded: str):
+        data = {**form_data(), "documents": [pdf()]}
+        return client.post(FORM_URL, data, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=forwarded)
+
+    assert send_as("198.51.100.1:50123").status_code == 302
+    assert send_as("[2001:db8::7]:443").status_code == 302
+    assert send_as("198.51.100.1:61000").status_code == 429

@@ -167,7 +167,8 @@ def send_inquiry(page, server: str, report: Path) -> None:
 
 def sign_in_to_the_admin(page, server: str, setup_link: str) -> None:
     # The first sign-in of the first superuser: the link the operator printed, then the password.
-    page.goto(server + urlsplit(setup_link).path)
+    address = urlsplit(setup_link)
+    page.goto(f"{server}{address.path}?{address.query}")
     page.get_by_label("Username").fill(EDITOR[0])
     page.get_by_label("Password").fill(EDITOR[1])
     page.get_by_role("button", name="Log in").click()

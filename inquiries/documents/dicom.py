@@ -43,6 +43,13 @@ PIXEL_DATA = 0x7FE00010
 # Red, green and blue palette colour look-up table data, by their descriptors.
 PALETTE_TABLES = {0x00281201: 0x00281101, 0x00281202: 0x00281102, 0x00281203: 0x00281103}
 LUT_DATA, LUT_DESCRIPTOR = 0x00283006, 0x00283002
+# The file meta group (written anew), signatures and encrypted attributes (0400), and the
+# digital signatures sequence (FFFA), which may hold anything. Addresses (the UR kind, such
+# as a pixel data provider's URL) are dropped too: a viewer could fetch them.
+DROPPED_GROUPS = {0x0002, 0x0400, 0xFFFA}
+# A ZIP reader looks for the archive's end record in the last 64 KB and 22 bytes of a file.
+TRAILING_PADDING = 0xFFFCFFFC
+ZIP_END, ZIP_REACH = b"PK\x05\x06", 65_557
 DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
@@ -90,6 +97,12 @@ def child(kind: str, data: bytes, options: dict, out) -> dict:
     rebuilt = _rebuilt(dataset)
     output = io.BytesIO()
     rebuilt.save_as(output, enforce_file_format=True)
+    if ZIP_END in output.getvalue()[-ZIP_REACH:]:
+        # Image data that happens to end like a ZIP archive would make the file one: padding
+        # takes its end out of a ZIP reader's reach.
+        rebuilt.add_new(TRAILING_PADDING, "OB", bytes(ZIP_REACH))
+        output = io.BytesIO()
+        rebuilt.save_as(output, enforce_file_format=True)
     out.send({"dicom": True}, output.getvalue())
     return {}
 
@@ -117,7 +130,8 @@ def _standard(element, dataset, top: bool) -> bool:
     tag = element.tag
     if (
         tag.is_private
-        or tag.group == 0x0002
+        or tag.group in DROPPED_GROUPS
+        or element.VR == "UR"
         or not (dictionary_has_tag(tag) or repeater_has_tag(tag))
     ):
         return False
@@ -175,8 +189,15 @@ def _copy(dataset, top: bool = True):
     return copy
 
 
+def _to_end_marker(frame: bytes) -> bytes:
+    end = frame.rfind(b"\xff\xd9")
+    if frame.startswith((b"\xff\xd8", b"\xff\x4f\xff\x51")) and end != -1:
+        return frame[: end + 2]
+    return frame
+
+
 def _check_image(dataset) -> None:
-    from pydicom.encaps import generate_frames
+    from pydicom.encaps import encapsulate, generate_frames
 
     if "PixelData" not in dataset:
         return  # a report or a measurement, with no image
@@ -209,6 +230,10 @@ def _check_image(dataset) -> None:
         declared = _frame_size(frame)
         if declared is not None and declared != (rows, columns):
             raise Refused("damaged")
+    # Each frame again, as a frame of its own, cut after its end marker where it has one
+    # (JPEG and JPEG 2000 end with FF D9): whatever followed it inside the fragments is not
+    # copied.
+    dataset.PixelData = encapsulate([_to_end_marker(frame) for frame in found])
 
 
 def _frame_size(frame: bytes) -> tuple[int, int] | None:
@@ -233,5 +258,5 @@ def check_rebuilt(payload: bytes, received_size: int) -> None:
     """What the worker checks of the child's file before storing it."""
     if payload[:128] != bytes(128) or payload[128:132] != b"DICM":
         raise ValueError("not a rewritten DICOM file")
-    if len(payload) > received_size + 64 * 1024:
+    if len(payload) > received_size + 128 * 1024:
         raise ValueError("larger than what was received")

@@ -34,8 +34,15 @@ def prepare() -> None:
     from PIL import Image, ImageCms
 
     pillow_heif.register_heif_opener()
-    # The sandbox may start no thread.
+    # Decoding in one thread: the sandbox allows only a few.
     pillow_heif.options.DECODE_THREADS = 1
+    # Photo editors write megabytes of history into a PNG's text chunks; Pillow refuses the
+    # file past 1 MB of them. The sandbox's memory limit is the bound here, and the text is
+    # not copied anyway.
+    from PIL import PngImagePlugin
+
+    PngImagePlugin.MAX_TEXT_CHUNK = 64 * 1024 * 1024
+    PngImagePlugin.MAX_TEXT_MEMORY = 256 * 1024 * 1024
     Image.init()
     ImageCms.createProfile("sRGB")
 
@@ -90,7 +97,12 @@ def _flat(image, keep_alpha: bool):
         image = image.convert("I").point(lambda value: value / 256).convert("L")
     see_through = image.mode in {"RGBA", "LA", "PA", "RGBa", "La"} or "transparency" in image.info
     if see_through and keep_alpha:
-        return image.convert("LA" if image.mode in {"L", "LA", "La"} else "RGBA")
+        image = image.convert("LA" if image.mode in {"L", "LA", "La"} else "RGBA")
+        # A fully see-through pixel shows nothing, whatever its colour: the colour goes, so
+        # that nothing can be hidden in it.
+        hidden = image.getchannel("A").point(lambda alpha: 255 if alpha == 0 else 0)
+        image.paste((0,) * len(image.mode), mask=hidden)
+        return image
     if see_through:
         rgba = image.convert("RGBA")
         white = Image.new("RGB", image.size, "white")

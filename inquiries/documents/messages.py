@@ -43,7 +43,8 @@ LABELS = {
 
 
 def refusal(code: str, name: str, label: str = "") -> str:
-    return REFUSALS[code].format(
+    # A code recorded by an older version, say: the family still reads a sentence.
+    return REFUSALS.get(code, REFUSALS["damaged"]).format(
         name=name,
         label=label,
         file_limit=f"{settings.DOCUMENT_MAX_BYTES / MB:g} MB",

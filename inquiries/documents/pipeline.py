@@ -101,7 +101,7 @@ def rebuild(kind: str, source: IO[bytes]) -> Rebuilt:
         if refused.code not in REFUSALS:
             raise sandbox.Refused("damaged") from None
         raise
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
         # The child handed back something out of bounds: nothing of it is kept.
         logger.warning("Sandbox result out of bounds, a %s file", kind)
         raise sandbox.Refused("damaged") from None
@@ -173,7 +173,7 @@ def _rebuilt_dicom(source: IO[bytes]) -> Rebuilt:
     frames: list[tuple[dict, bytes]] = []
     # A deflated scan may inflate to a quarter of the sandbox's memory, no more.
     options = {"max_inflated": settings.DOCUMENT_CHECK_MEMORY_MB * 1024 * 1024 // 4}
-    _run("dicom", source, options, _one_frame(frames), size + 64 * 1024)
+    _run("dicom", source, options, _one_frame(frames), size + 128 * 1024)
     if not frames:
         raise sandbox.Refused("damaged")
     header, payload = frames[0]

@@ -220,7 +220,7 @@ def _take_frames(buffer: bytearray, on_frame: Frame, max_payload: int) -> dict |
         try:
             header = json.loads(bytes(buffer[4 : 4 + header_length]))
             length = int(header.get("bytes", 0))
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError, OverflowError, RecursionError):
             raise SandboxFailed("crash") from None
         if not 0 <= length <= max_payload:
             raise SandboxFailed("crash")

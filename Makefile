@@ -60,7 +60,7 @@ serve: $(VENV)/.installed nginx
 	$(PY) manage.py collectstatic --noinput -v0
 	@mkdir -p $(RUN_DIR) && chmod 700 $(RUN_DIR) && rm -f $(RUN_DIR)/gunicorn.sock
 	@sed -e 's|@RUN@|$(abspath $(RUN_DIR))|g' -e 's|@LISTEN@|$(or $(HOST),127.0.0.1):$(PORT)|' \
-		-e 's|@MAX_BODY@|$(or $(DOCUMENTS_MAX_TOTAL_MB),100)m|' -e 's|@USER@|$(NGINX_USER)|' \
+		-e 's|@MAX_BODY@|$(NGINX_MAX_BODY)m|' -e 's|@USER@|$(NGINX_USER)|' \
 		nginx.conf > $(RUN_DIR)/nginx.conf
 	@echo "CancerFax Guides (production stack) on http://$(or $(HOST),127.0.0.1):$(PORT)/"
 	@trap 'kill 0' EXIT; export SITE_URL=$${SITE_URL:-http://$(or $(HOST),127.0.0.1):$(PORT)}; \
@@ -74,6 +74,7 @@ serve: $(VENV)/.installed nginx
 # private data folder where its buffers and gunicorn's socket are.
 NGINX_USER := $(if $(filter 0,$(shell id -u)),user root;,)
 NGINX = $(or $(shell command -v nginx 2>/dev/null),/usr/sbin/nginx)
+NGINX_MAX_BODY = $(shell echo $$(( 2 * $(or $(DOCUMENTS_MAX_TOTAL_MB),100) + 10 )))
 
 nginx:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq nginx; }
@@ -84,7 +85,7 @@ nginx:
 ONCE_NOT := not faults and not corpus and not sandbox
 test: lint test-deps
 	$(TEST_ENV) $(PY) -m pytest -m "$(ONCE_NOT)"
-	$(TEST_ENV) tests/with-postgres.sh $(PY) -m pytest -m "$(ONCE_NOT)"
+	$(TEST_ENV) $(PY) tests/servers.py with-postgres $(PY) -m pytest -m "$(ONCE_NOT)"
 	$(TEST_ENV) $(PY) -m pytest -m "faults or corpus or sandbox"
 
 lint: $(VENV)/.installed-dev

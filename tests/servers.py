@@ -408,3 +408,27 @@ class Family:
         for header in response.headers.get_all("Set-Cookie") or []:
             for name, morsel in SimpleCookie(header).items():
                 self.cookies[name] = morsel.value
+
+
+def main(argv: list[str]) -> int:
+    """`python tests/servers.py with-postgres COMMAND…`: COMMAND run against a PostgreSQL
+    server of its own, stopped and deleted when COMMAND ends, passed or failed. `make test`
+    runs the suite's PostgreSQL pass this way."""
+    if argv[1:2] != ["with-postgres"] or len(argv) < 3:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    postgres = PostgresServer()
+    try:
+        version = subprocess.run(
+            [str(PG_BIN / "postgres"), "--version"], capture_output=True, text=True, check=True
+        ).stdout.split()[-1]
+        print(f"PostgreSQL {version} is running on 127.0.0.1:{postgres.port} for the tests")
+        return subprocess.call(
+            argv[2:], env={**os.environ, "DATABASE_URL": postgres.url("cancerfax")}
+        )
+    finally:
+        postgres.remove()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -37,10 +37,10 @@ class Command(db_worker.Command):
                 "namespaces, or root. On a host that isolates the worker itself (a container "
                 "with no network and a read-only root), set DOCUMENT_CHECK_ISOLATED=0."
             )
-        # Below the web servers that may share this machine: a reader comes first. The
-        # sandbox children it starts inherit it from the moment they exist.
+        # Below the web servers that may share this machine: a reader comes first. Not at
+        # idle priority, as the sandbox children are: a worker starved of all CPU would miss
+        # its heartbeats, and its checks would be taken over for nothing.
         os.nice(10)
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         threading.Thread(target=self._recover_forever, name="recovery", daemon=True).start()
         while True:
             try:

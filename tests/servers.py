@@ -421,7 +421,7 @@ def main(argv: list[str]) -> int:
     try:
         version = subprocess.run(
             [str(PG_BIN / "postgres"), "--version"], capture_output=True, text=True, check=True
-        ).stdout.split()[-1]
+        ).stdout.split()[2]
         print(f"PostgreSQL {version} is running on 127.0.0.1:{postgres.port} for the tests")
         return subprocess.call(
             argv[2:], env={**os.environ, "DATABASE_URL": postgres.url("cancerfax")}

@@ -45,11 +45,12 @@ from tables import as_records, print_table  # noqa: E402
 from inquiries.documents.pipeline import rebuild  # noqa: E402
 from tests.sample_files import ten_bombs  # noqa: E402
 from tests.servers import (  # noqa: E402
+    GUIDES,
     Family,
     beside_the_sandboxes,
     make_serve,
-    manage,
     postgres_for_the_site,
+    prepare,
     sandbox_children,
     slow_clients,
     start_gunicorn,
@@ -190,10 +191,7 @@ def under_load() -> dict:
             "LOG_LEVEL": "WARNING",
             "WEB_CONCURRENCY": "4",
         }
-        for command in (["migrate", "-v0"], ["loaddata", "fixtures/guides.json", "-v0"]):
-            result = manage({**env, "DJANGO_DEBUG": "0"}, *command)
-            if result.returncode:
-                raise RuntimeError(result.stderr)
+        prepare({**env, "DJANGO_DEBUG": "0"}, ["migrate", "-v0"], GUIDES)
         site = make_serve(stack, env, folder / "serve.log", workers=2)
         guide = site + GUIDE
         run_dir = folder / "data" / "run"

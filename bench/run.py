@@ -39,7 +39,7 @@ import upload_memory  # noqa: E402  (bench/ is on the path when run as a script)
 from tables import as_records, print_table  # noqa: E402
 
 from tests.sample_files import large_pdf  # noqa: E402
-from tests.servers import Family, PostgresServer, manage, start_gunicorn  # noqa: E402
+from tests.servers import GUIDES, Family, PostgresServer, prepare, start_gunicorn  # noqa: E402
 
 GUIDE = "/guides/gene-therapy-for-leukemia/"
 STATIC_COPY = ROOT / "staticfiles" / "bench" / "guide.html"
@@ -195,14 +195,7 @@ def main() -> int:
             # The site as deployed, plus the page that measures a cold render's ceiling.
             "DJANGO_SETTINGS_MODULE": "bench.settings",
         }
-        for command in (
-            ["migrate", "-v0"],
-            ["loaddata", "fixtures/guides.json", "-v0"],
-            ["collectstatic", "--noinput", "-v0"],
-        ):
-            result = manage(env, *command)
-            if result.returncode:
-                raise RuntimeError(result.stderr)
+        prepare(env, ["migrate", "-v0"], GUIDES, ["collectstatic", "--noinput", "-v0"])
 
         # The static copy: the very bytes the page answers, plain and compressed, served by
         # whitenoise (which serves guide.html.gz to a browser that takes gzip).

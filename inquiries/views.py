@@ -132,7 +132,6 @@ def thank_you(request: HttpRequest) -> HttpResponse:
         return redirect("inquiries:new")
     inquiry = Inquiry.objects.filter(reference=reference).first()
     files = list(inquiry.documents.all()) if inquiry else []
-    refused = sum(file.state == file.State.REFUSED for file in files)
     checking = any(not file.is_settled for file in files)
     # Refreshes by itself while files are being checked, unless the family turned it off
     # (or it has taken so long that the page would refresh in vain).
@@ -144,20 +143,9 @@ def thank_you(request: HttpRequest) -> HttpResponse:
         "checking": checking,
         "slow": slow,
         "refresh": checking and not slow and request.GET.get("refresh") != "off",
-        "refused": refused,
-        "outcome": _outcome(refused, len(files)),
+        "refused": sum(file.state == file.State.REFUSED for file in files),
     }
     return render(request, "inquiries/thank_you.html", context)
-
-
-def _outcome(refused: int, sent: int) -> str:
-    if refused == sent == 1:
-        return "We could not accept your file."
-    if refused == sent:
-        return "We could not accept any of your files."
-    return (
-        f"We could not accept {refused} of your {sent} files; the others are with the coordinators."
-    )
 
 
 @require_safe

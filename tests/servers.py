@@ -158,6 +158,19 @@ def manage(env: dict, *command: str) -> subprocess.CompletedProcess:
     )
 
 
+# The guides the site starts with, as `make run` loads them.
+GUIDES = ["loaddata", "fixtures/guides.json", "-v0"]
+
+
+def prepare(env: dict, *commands: list[str]) -> None:
+    """Run manage.py commands one after the other, stopping at the first that fails, with
+    what it printed."""
+    for command in commands:
+        result = manage(env, *command)
+        if result.returncode:
+            raise RuntimeError(f"manage.py {' '.join(command)} failed:\n{result.stderr}")
+
+
 def start_gunicorn(stack: ExitStack, env: dict, log: Path) -> tuple[str, subprocess.Popen]:
     port = free_port()
     gunicorn = start(

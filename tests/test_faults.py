@@ -34,6 +34,7 @@ from .servers import (
     free_port,
     manage,
     postgres_for_the_site,
+    prepare,
     start_gunicorn,
     start_worker,
     worker_pids,
@@ -116,9 +117,7 @@ def site(tmp_path_factory):
             "INQUIRY_RATE_LIMIT": "10000/h",
             "WEB_CONCURRENCY": "4",
         }
-        for command in (["migrate", "-v0"], ["collectstatic", "--noinput", "-v0"]):
-            result = manage(env, *command)
-            assert result.returncode == 0, result.stderr
+        prepare(env, ["migrate", "-v0"], ["collectstatic", "--noinput", "-v0"])
         url, gunicorn = start_gunicorn(stack, env, folder / "gunicorn.log")
         worker = start_worker(stack, env, folder / "worker.log")
         yield Site(url, env, folder / "data", postgres, gunicorn, worker, smtp_port, stack)

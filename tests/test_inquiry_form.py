@@ -210,6 +210,24 @@ def test_a_file_refused_by_the_checks_never_takes_the_others_with_it(
     assert files_in(uploads_dir) == []
 
 
+@pytest.mark.parametrize(
+    ("names", "sentence"),
+    [
+        (["plan.pdf"], "We could not accept your file."),
+        (["plan.pdf", "letter.pdf"], "We could not accept any of your files."),
+    ],
+)
+def test_the_family_is_told_when_none_of_their_files_was_accepted(
+    client, documents_dir, quarantine_dir, django_capture_on_commit_callbacks, names, sentence
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = send(client, documents=[pdf(name, encrypted=True) for name in names])
+    html = client.get(response.url).content.decode()
+    assert sentence in html
+    assert "Your inquiry itself has arrived." in html
+    assert "the others are with the coordinators" not in html
+
+
 def test_a_large_damaged_file_is_refused_after_sending_and_leaves_no_file(
     client, tmp_path, documents_dir, quarantine_dir, uploads_dir, django_capture_on_commit_callbacks
 ):

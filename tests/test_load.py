@@ -13,11 +13,12 @@ import urllib3
 
 from .sample_files import ten_bombs
 from .servers import (
+    GUIDES,
     Family,
     beside_the_sandboxes,
     make_serve,
-    manage,
     postgres_for_the_site,
+    prepare,
     sandbox_children,
     slow_clients,
     web_memory,
@@ -48,9 +49,7 @@ def stack(tmp_path_factory):
             "DOCUMENT_CHECK_CPU_SECONDS": "5",
             "DOCUMENT_CHECK_WALL_SECONDS": "10",
         }
-        assert manage({**env, "DJANGO_DEBUG": "0"}, "migrate", "-v0").returncode == 0
-        loaded = manage({**env, "DJANGO_DEBUG": "0"}, "loaddata", "fixtures/guides.json")
-        assert loaded.returncode == 0, loaded.stderr
+        prepare({**env, "DJANGO_DEBUG": "0"}, ["migrate", "-v0"], GUIDES)
         url = make_serve(stack, env, folder / "serve.log", workers=2)
         yield url, postgres, folder / "data" / "run"
 

@@ -9,7 +9,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from .servers import manage, start_gunicorn
+from .servers import prepare, start_gunicorn
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +25,7 @@ def served(tmp_path_factory):
         "WEB_CONCURRENCY": "1",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    for command in (["migrate", "-v0"], ["collectstatic", "--noinput", "-v0"]):
-        result = manage(env, *command)
-        assert result.returncode == 0, result.stderr
+    prepare(env, ["migrate", "-v0"], ["collectstatic", "--noinput", "-v0"])
     log = tmp_path / "server.log"
     with ExitStack() as stack:
         url, _ = start_gunicorn(stack, env, log)

@@ -27,9 +27,11 @@ from pypdf import PdfReader
 from .conftest import code_from_typed_key
 from .sample_files import pdf_bytes
 from .servers import (
+    GUIDES,
     RedisServer,
     free_port,
     manage,
+    prepare,
     start,
     start_gunicorn,
     start_worker,
@@ -128,14 +130,13 @@ def cluster(tmp_path_factory):
             "DATA_DIR": str(folder / "setup"),
             "DJANGO_SUPERUSER_PASSWORD": EDITOR[1],
         }
-        for command in (
+        prepare(
+            setup,
             ["migrate", "-v0"],
-            ["loaddata", "fixtures/guides.json", "-v0"],
+            GUIDES,
             ["collectstatic", "--noinput", "-v0"],
             ["createsuperuser", "--noinput", "--username", EDITOR[0], "--email", "e@example.org"],
-        ):
-            result = manage(setup, *command)
-            assert result.returncode == 0, result.stderr
+        )
         printed = manage(setup, "authenticator_link", EDITOR[0])
         assert printed.returncode == 0, printed.stderr
 

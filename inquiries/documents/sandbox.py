@@ -77,8 +77,6 @@ def run(
     on_frame: Frame,
     *,
     max_payload: int,
-    heartbeat: Callable[[], None] | None = None,
-    heartbeat_seconds: float = 5,
 ) -> dict:
     """Runs the child for a file of `kind` read from `source` (a real file), passing each
     frame to `on_frame`; returns the last frame, or raises Refused or SandboxFailed."""
@@ -114,7 +112,7 @@ def run(
                 on_frame(header, payload)
 
         try:
-            last = _read_frames(child, limits, frame, max_payload, heartbeat, heartbeat_seconds)
+            last = _read_frames(child, limits, frame, max_payload)
         finally:
             _end(child)
     if not ready:
@@ -170,9 +168,8 @@ def _reason(returncode: int) -> str:
     return "crash"
 
 
-def _read_frames(child, limits, on_frame, max_payload, heartbeat, heartbeat_seconds):
+def _read_frames(child, limits, on_frame, max_payload):
     deadline = time.monotonic() + limits.wall_seconds
-    next_beat = time.monotonic() + heartbeat_seconds
     out, err = child.stdout.fileno(), child.stderr.fileno()
     open_fds = {out, err}
     buffer = bytearray()
@@ -181,12 +178,7 @@ def _read_frames(child, limits, on_frame, max_payload, heartbeat, heartbeat_seco
         now = time.monotonic()
         if now >= deadline:
             _out_of_time(child, limits)
-        if now >= next_beat:
-            if heartbeat:
-                heartbeat()
-            next_beat = now + heartbeat_seconds
-        wait = max(0.0, min(deadline, next_beat) - time.monotonic())
-        ready, _, _ = select.select(list(open_fds), [], [], wait)
+        ready, _, _ = select.select(list(open_fds), [], [], deadline - now)
         for fd in ready:
             chunk = os.read(fd, 1024 * 1024)
             if not chunk:

@@ -74,7 +74,7 @@ serve: $(VENV)/.installed nginx
 # private data folder where its buffers and gunicorn's socket are.
 NGINX_USER := $(if $(filter 0,$(shell id -u)),user root;,)
 NGINX = $(or $(shell command -v nginx 2>/dev/null),/usr/sbin/nginx)
-NGINX_MAX_BODY = $(shell echo $$(( 2 * $(or $(DOCUMENTS_MAX_TOTAL_MB),100) + 10 )))
+NGINX_MAX_BODY = $(shell echo $$(( 2 * $(or $(DOCUMENTS_MAX_TOTAL_MB),100) + $(or $(DOCUMENT_ARCHIVE_MAX_MB),1024) + 10 )))
 
 nginx:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq nginx; }

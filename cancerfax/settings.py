@@ -228,11 +228,23 @@ FILE_UPLOAD_HANDLERS = ["inquiries.documents.uploads.QuarantineUploadHandler"]
 DOCUMENT_MAX_FILES = env_int("DOCUMENT_MAX_FILES", 10)
 DOCUMENT_MAX_BYTES = env_int("DOCUMENT_MAX_MB", 20) * MB
 DOCUMENTS_MAX_TOTAL_BYTES = env_int("DOCUMENTS_MAX_TOTAL_MB", 100) * MB
-DATA_UPLOAD_MAX_NUMBER_FILES = DOCUMENT_MAX_FILES * 3
+# A scan disc comes as a ZIP file, or as a folder the browser sends file by file and the
+# form packs into one ZIP file: larger, checked member by member by a worker.
+DOCUMENT_ARCHIVE_MAX_BYTES = env_int("DOCUMENT_ARCHIVE_MAX_MB", 1024) * MB
+DOCUMENT_ARCHIVE_MAX_MEMBERS = env_int("DOCUMENT_ARCHIVE_MAX_MEMBERS", 2000)
+# Unpacked, the ZIP files of one inquiry together; and how much larger than itself a ZIP
+# file may unpack to (scans compress to a half or a third; a zip bomb, a thousandth).
+DOCUMENT_ARCHIVE_MAX_UNPACKED_BYTES = env_int("DOCUMENT_ARCHIVE_MAX_UNPACKED_MB", 1024) * MB
+DOCUMENT_ARCHIVE_MAX_RATIO = env_int("DOCUMENT_ARCHIVE_MAX_RATIO", 100)
+# Opening a ZIP file checks every scan in it, in one sandbox with these limits.
+DOCUMENT_ARCHIVE_CHECK_CPU_SECONDS = env_int("DOCUMENT_ARCHIVE_CHECK_CPU_SECONDS", 600)
+DOCUMENT_ARCHIVE_CHECK_WALL_SECONDS = env_int("DOCUMENT_ARCHIVE_CHECK_WALL_SECONDS", 1200)
+DATA_UPLOAD_MAX_NUMBER_FILES = DOCUMENT_MAX_FILES * 3 + DOCUMENT_ARCHIVE_MAX_MEMBERS
 
 # The sandbox in which a worker opens each file: a child process with these hard limits,
 # no network and no filesystem. A file that needs more is refused, nothing else is harmed.
 DOCUMENT_CHECK_MEMORY_MB = env_int("DOCUMENT_CHECK_MEMORY_MB", 1024)
+DOCUMENT_PHOTO_CHECK_MEMORY_MB = env_int("DOCUMENT_PHOTO_CHECK_MEMORY_MB", 2048)
 DOCUMENT_CHECK_CPU_SECONDS = env_int("DOCUMENT_CHECK_CPU_SECONDS", 60)
 DOCUMENT_CHECK_WALL_SECONDS = env_int("DOCUMENT_CHECK_WALL_SECONDS", 120)
 DOCUMENT_CHECK_OPEN_FILES = env_int("DOCUMENT_CHECK_OPEN_FILES", 16)
@@ -254,8 +266,10 @@ DOCUMENT_PDF_MAX_PAGE_PIXELS = env_int("DOCUMENT_PDF_MAX_PAGE_PIXELS", 12_000_00
 DOCUMENT_PDF_MAX_PAGES = env_int("DOCUMENT_PDF_MAX_PAGES", 300)
 # A rebuilt copy is built in the worker's memory; one that would be larger is refused.
 DOCUMENT_REBUILT_MAX_BYTES = env_int("DOCUMENT_REBUILT_MAX_MB", 200) * MB
-# Images are decoded in the sandbox; this bounds a picture (about 4 bytes a pixel).
-DOCUMENT_IMAGE_MAX_PIXELS = env_int("DOCUMENT_IMAGE_MAX_PIXELS", 50_000_000)
+# Images are decoded in the sandbox; this bounds a picture (about 4 bytes a pixel): a
+# phone's 200-megapixel photo is opened, and kept at no more than the stored size.
+DOCUMENT_IMAGE_MAX_PIXELS = env_int("DOCUMENT_IMAGE_MAX_PIXELS", 210_000_000)
+DOCUMENT_IMAGE_MAX_STORED_PIXELS = env_int("DOCUMENT_IMAGE_MAX_STORED_PIXELS", 50_000_000)
 # How often a worker looks for checks and emails left behind by a worker that died or a
 # database that went away, and how old a heartbeat may be before its check is taken over.
 WORKER_RECOVERY_SECONDS = env_int("WORKER_RECOVERY_SECONDS", 30)

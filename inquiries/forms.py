@@ -15,8 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from .documents.messages import LABELS, refusal
-from .documents.types import HEAD_BYTES, named_type, sanitise_filename, sniffed_types
+from .documents.messages import refusal
+from .documents.types import HEAD_BYTES, detect, sanitise_filename
+from .documents.uploads import FolderMember
 from .models import (
     CONSENT_TEXT,
     CONSENT_VERSION,
@@ -28,8 +29,6 @@ from .models import (
 )
 
 logger = logging.getLogger(__name__)
-
-ACCEPTED_TYPES = ".pdf,.jpg,.jpeg,.png,.heic,.heif,.dcm,.dicom"
 
 
 def quarantine_path() -> str:
@@ -58,6 +57,13 @@ class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True
 
 
+class FolderInput(MultipleFileInput):
+    """The browser's folder picker, where it has one; elsewhere, a file picker."""
+
+    def __init__(self, attrs=None):
+        super().__init__({"webkitdirectory": True, **(attrs or {})})
+
+
 class DocumentsField(forms.FileField):
     """The files as they arrived; the form says what is wrong with any of them, all at once."""
 
@@ -83,9 +89,15 @@ class InquiryForm(forms.ModelForm):
     birth_year = forms.TypedChoiceField(
         label="Patient’s year of birth", coerce=int, empty_value=None
     )
-    documents = DocumentsField(
-        label="Choose the files",
-        widget=MultipleFileInput(attrs={"accept": ACCEPTED_TYPES}),
+    # No `accept` filter: the files of a scan disc have no extension, and a filter would
+    # hide them. What a file is, its bytes say.
+    documents = DocumentsField(label="Choose the files", required=False)
+    folder = DocumentsField(
+        label="Or choose the folder of a scan disc",
+        required=False,
+        widget=FolderInput,
+        help_text="All the files in the folder are sent as one, as if you had made a ZIP "
+        "file of it.",
     )
     consent = forms.BooleanField(
         required=True,
@@ -180,11 +192,14 @@ class InquiryForm(forms.ModelForm):
                     "Please shorten this to %(limit_value)d characters or fewer "
                     "(it has %(show_value)d)."
                 )
+        mb = 1024 * 1024
         self.fields["documents"].help_text = (
-            f"1 to {settings.DOCUMENT_MAX_FILES} files: PDF, JPEG, PNG, HEIC (iPhone photos) or "
-            f"DICOM (.dcm, from a scan CD). Up to {settings.DOCUMENT_MAX_BYTES // (1024 * 1024)} "
-            f"MB each and {settings.DOCUMENTS_MAX_TOTAL_BYTES // (1024 * 1024)} MB in all. "
-            "Photos of paper reports are fine if every word can be read."
+            f"1 to {settings.DOCUMENT_MAX_FILES} files: PDF, photos (JPEG, PNG, or HEIC from an "
+            "iPhone), scans (TIFF, or DICOM from a scan disc), or a ZIP file of a scan disc. Up "
+            f"to {settings.DOCUMENT_MAX_BYTES // mb} MB each and "
+            f"{settings.DOCUMENTS_MAX_TOTAL_BYTES // mb} MB in all; a ZIP file up to "
+            f"{settings.DOCUMENT_ARCHIVE_MAX_BYTES // mb:,} MB. Photos of paper reports are "
+            "fine if every word can be read."
         )
         self.fields["consent"].label = CONSENT_TEXT
         privacy_link = format_html(
@@ -224,6 +239,7 @@ class InquiryForm(forms.ModelForm):
                     "documents again.</p>{% endif %}"
                 ),
                 Field("documents"),
+                Field("folder", wrapper_class="folder-picker"),
             ),
             Fieldset("Your agreement", HTML(privacy_link), Field("consent")),
             Field("website", wrapper_class="trap", autocomplete="off", tabindex="-1"),
@@ -270,14 +286,17 @@ class InquiryForm(forms.ModelForm):
     def clean_question(self) -> str:
         return self.cleaned_data["question"].replace("\r\n", "\n")
 
+    def clean_folder(self) -> list[UploadedFile]:
+        """The chosen folder, as the one ZIP file its files were written into."""
+        members = [m for m in self.cleaned_data["folder"] if isinstance(m, FolderMember)]
+        if not members:
+            return []
+        return [members[0].archive.received()]
+
     def clean_documents(self) -> list[UploadedFile]:
         """What can be known of the files at once: their number, sizes and types (from
         their first bytes). Opening them is left to the sandbox, after sending."""
         uploads = self.cleaned_data["documents"]
-        if not uploads:
-            raise ValidationError(
-                "Please choose at least one medical report to send.", code="required"
-            )
         if len(uploads) > settings.DOCUMENT_MAX_FILES:
             raise ValidationError(
                 f"Please choose at most {settings.DOCUMENT_MAX_FILES} files. If you have more, "
@@ -294,6 +313,11 @@ class InquiryForm(forms.ModelForm):
             raise ValidationError(errors)
         return uploads
 
+    def uploads(self) -> list[UploadedFile]:
+        """Every file to store: those chosen, and the chosen folder as a ZIP file."""
+        cleaned = self.cleaned_data or {}
+        return [*(cleaned.get("documents") or []), *(cleaned.get("folder") or [])]
+
     @staticmethod
     def _upload_problem(upload: UploadedFile) -> str | None:
         name = sanitise_filename(upload.name or "")
@@ -302,21 +326,31 @@ class InquiryForm(forms.ModelForm):
             return refusal(upload.over, name)
         if not upload.size:
             return refusal("empty", name)
-        kind = named_type(name)
-        if kind is None:
-            return refusal("type", name)
         head = getattr(upload, "head", None)
         if head is None:
             upload.seek(0)
             head = upload.read(HEAD_BYTES)
-        if kind not in sniffed_types(head):
-            logger.info("Document refused (mismatch), a .%s file", name.rpartition(".")[2].lower())
-            return refusal("mismatch", name, label=LABELS[kind])
-        upload.kind = kind
+        detected = detect(name, head)
+        if detected.kind is None:
+            logger.info("Document refused at once (%s)", detected.looks_like or "unknown type")
+            return refusal("type", name, looks_like=detected.looks_like)
+        upload.kind = detected.kind
         return None
 
     def clean(self):
         cleaned = super().clean()
+        folder = cleaned.get("folder") or []
+        for upload in folder:
+            if problem := self._upload_problem(upload):
+                upload.close()
+                self.add_error("folder", ValidationError(problem, code="document"))
+        if "documents" in cleaned and "folder" in cleaned and not self.uploads():
+            self.add_error(
+                "documents",
+                ValidationError(
+                    "Please choose at least one medical report to send.", code="required"
+                ),
+            )
         if cleaned.get("writer") == Inquiry.Writer.FAMILY:
             if not cleaned.get("writer_name"):
                 self.add_error("writer_name", "Please tell us your name.")
@@ -343,7 +377,7 @@ class InquiryForm(forms.ModelForm):
     def discard_documents(self, uploads: list[UploadedFile] | None = None) -> None:
         """Closes the received files (they leave nothing on disk)."""
         if uploads is None:
-            uploads = (self.cleaned_data or {}).get("documents") or []
+            uploads = self.uploads()
         for upload in uploads:
             upload.close()
 
@@ -359,7 +393,7 @@ class InquiryForm(forms.ModelForm):
         try:
             with transaction.atomic():
                 inquiry.save()
-                for upload in self.cleaned_data["documents"]:
+                for upload in self.uploads():
                     upload.seek(0)
                     name = quarantine_storage.save(quarantine_path(), upload.file)
                     stored.append(name)

@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path
 
 import pydicom
+import pydicom.data
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 from PIL import ExifTags, Image, PngImagePlugin
 from pillow_heif import register_heif_opener
@@ -28,6 +29,8 @@ from pypdf.generic import (
 register_heif_opener()
 
 MB = 1024 * 1024
+# The real scans pydicom ships for its own tests, a scan disc's folder among them.
+PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"
 
 # What a Windows program, a web page and an SVG drawing start with.
 WINDOWS_EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + b"\0" * 400
@@ -444,3 +447,8 @@ def ten_bombs() -> list[tuple[str, bytes]]:
         ("inflates-to-a-gigabyte-again.dcm", deflated_dicom_bomb()),
         ("forty-thousand-square-again.png", big_png_bytes(40_000, 40_000)),
     ]
+
+
+def dicomdir_bytes() -> bytes:
+    """The index of pydicom's copy of a scan disc."""
+    return (PYDICOM_FILES / "dicomdirtests" / "DICOMDIR").read_bytes()

@@ -16,7 +16,7 @@ from django.utils import timezone
 from inquiries.models import CONSENT_TEXT, CONSENT_VERSION, Document, Inquiry, Notification
 
 from .conftest import files_in
-from .sample_files import large_pdf, pdf_bytes
+from .sample_files import dicomdir_bytes, large_pdf, pdf_bytes
 from .servers import PATIENT, form_data
 from .support import FORM_URL, pdf, photo, send
 
@@ -41,8 +41,11 @@ def assert_refused(response, message: str, documents_dir, uploads_dir) -> str:
 
 def test_form_page_says_the_limits_and_types(client):
     html = client.get(FORM_URL).content.decode()
-    assert "PDF, JPEG, PNG, HEIC (iPhone photos) or DICOM" in html
-    assert "Up to 20 MB each and 100 MB in all" in html
+    assert "scans (TIFF, or DICOM from a scan disc), or a ZIP file of a scan disc" in html
+    assert "Up to 20 MB each and 100 MB in all; a ZIP file up to 1,024 MB" in html
+    # Nothing hides the files of a scan disc, which have no extension; a folder can be chosen.
+    assert "accept=" not in html
+    assert re.search(r'<input[^>]+name="folder"[^>]+webkitdirectory', html)
     assert 'type="checkbox" name="consent"' in html
     assert "checked" not in re.search(r'<input[^>]+name="consent"[^>]*>', html).group(0)
     assert 'href="/inquiries/privacy/"' in html
@@ -173,11 +176,13 @@ def test_more_than_ten_files(client, documents_dir, uploads_dir):
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("setup.exe", b"MZ" + b"\0" * 200, "is not a type we can accept"),
-        ("report.pdf", b"MZ\x90\x00" + b"\0" * 400, "does not look like"),
-        ("report.pdf", b"<!doctype html><html><body>hi</body></html>", "does not look like"),
-        ("chart.svg", b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', "not a type we can"),
-        ("report.pdf.exe", b"%PDF-1.4\n", "not a type we can accept"),
+        ("setup.exe", b"MZ" + b"\0" * 200, "“setup.exe” looks like a program"),
+        ("report.pdf", b"MZ\x90\x00" + b"\0" * 400, "“report.pdf” looks like a program"),
+        ("report.pdf", b"<!doctype html><html><body>hi</body></html>", "looks like a web page"),
+        ("chart.svg", b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', "a kind of picture"),
+        ("notes.txt", b"Blood count normal.\n", "is not a type of file we can accept"),
+        ("letter.doc", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "save it as a PDF"),
+        ("DICOMDIR", dicomdir_bytes(), "the index of a scan disc (DICOMDIR), not a scan"),
     ],
 )
 def test_files_that_are_not_what_they_say_are_refused(

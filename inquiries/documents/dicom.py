@@ -75,7 +75,13 @@ def child(kind: str, data: bytes, options: dict, out) -> dict:
     ):
         raise Refused("executable_preamble")
     _check_inflated_size(data, options["max_inflated"])
-    dataset = pydicom.dcmread(io.BytesIO(data))
+    if data[128:132] == b"DICM":
+        dataset = pydicom.dcmread(io.BytesIO(data))
+    else:
+        # Older scanners wrote no preamble and no file meta group: the data set alone, its
+        # encoding found by reading it.
+        dataset = pydicom.dcmread(io.BytesIO(data), force=True)
+        dataset.file_meta = _meta_for(dataset)
     meta = dataset.file_meta
     uids = [
         meta.get("TransferSyntaxUID"),
@@ -105,6 +111,25 @@ def child(kind: str, data: bytes, options: dict, out) -> dict:
         rebuilt.save_as(output, enforce_file_format=True)
     out.send({"dicom": True}, output.getvalue())
     return {}
+
+
+def _meta_for(dataset):
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    implicit, little = dataset.original_encoding
+    if implicit is None:
+        raise Refused("damaged")
+    meta = FileMetaDataset()
+    if implicit and little:
+        meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    elif little:
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    elif not implicit:
+        meta.TransferSyntaxUID = ExplicitVRBigEndian
+    else:
+        raise Refused("damaged")  # implicit big-endian exists in no standard
+    return meta
 
 
 def _check_inflated_size(data: bytes, limit: int) -> None:

@@ -12,7 +12,7 @@ import warnings
 
 from .sandbox import Refused
 
-PILLOW_FORMATS = {"jpeg": ["JPEG", "MPO"], "png": ["PNG"], "heic": ["HEIF"]}
+PILLOW_FORMATS = {"jpeg": ["JPEG", "MPO"], "png": ["PNG"], "heic": ["HEIF"], "tiff": ["TIFF"]}
 # What the worker writes: HEIC becomes JPEG, so that coordinators can open it anywhere.
 STORED_AS = {
     "jpeg": ("JPEG", "image/jpeg", "jpg"),
@@ -62,15 +62,54 @@ def child(kind: str, data: bytes, options: dict, out) -> dict:
         raise Refused("too_many_pixels") from None
     if image.width * image.height > limit:
         raise Refused("too_many_pixels")
+    if kind == "tiff":
+        return _tiff_pages(image, options, out)
     if kind != "png" and max(image.size) > 65_500:
         raise Refused("too_complex")  # longer than a JPEG, which it becomes, can be
     image.seek(0)
     image.load()
     profile = image.info.get("icc_profile")
+    # A phone's 200-megapixel photo is opened whole, and kept at a size coordinators can
+    # open (and the worker can hold): no report needs more.
+    stored = options.get("max_stored_pixels") or limit
+    if image.width * image.height > stored:
+        fit = (stored / (image.width * image.height)) ** 0.5 * 0.99
+        image = image.resize((max(1, int(image.width * fit)), max(1, int(image.height * fit))))
     image = ImageOps.exif_transpose(image)
     image = _flat(_in_srgb(image, profile), keep_alpha=kind == "png")
     out.send({"width": image.width, "height": image.height, "mode": image.mode}, image.tobytes())
     return {}
+
+
+def _tiff_pages(image, options: dict, out) -> dict:
+    """A scanner's or a fax's TIFF: every page, as the pixels of a page of a new PDF, made
+    smaller where a page has more than `max_page_pixels` (a scan at 600 dots an inch)."""
+    pages = getattr(image, "n_frames", 1)
+    if pages > options["max_pages"]:
+        raise Refused("too_many_pages")
+    for index in range(pages):
+        image.seek(index)
+        if image.width * image.height > options["max_pixels"]:
+            raise Refused("too_many_pixels")
+        image.load()
+        page = image if image.mode != "1" else image.convert("L")
+        page = _flat(_in_srgb(page, image.info.get("icc_profile")), keep_alpha=False)
+        page = page.convert("RGB")
+        # Pixels per point (a point is 1/72 inch), from the scan's resolution (a fax's may
+        # differ across and down: the page keeps its shape by the first).
+        dpi = image.info.get("dpi") or (150, 150)
+        try:
+            scale = float(dpi[0]) / 72
+        except (TypeError, ValueError, IndexError):
+            scale = 150 / 72
+        scale = scale if 0.5 <= scale <= 10 else 150 / 72
+        fit = (options["max_page_pixels"] / (page.width * page.height)) ** 0.5 * 0.99
+        if fit < 1:
+            page = page.resize((max(1, int(page.width * fit)), max(1, int(page.height * fit))))
+            scale *= fit
+        header = {"page": index + 1, "pages": pages, "scale": scale}
+        out.send(header | {"width": page.width, "height": page.height}, page.tobytes())
+    return {"pages": pages}
 
 
 def _in_srgb(image, profile: bytes | None):

@@ -58,11 +58,13 @@ class Rebuilt:
     pages: int | None = None
 
 
-def limits() -> sandbox.Limits:
+def limits(
+    memory_mb: int | None = None, cpu_seconds: int | None = None, wall_seconds: int | None = None
+) -> sandbox.Limits:
     return sandbox.Limits(
-        memory_mb=settings.DOCUMENT_CHECK_MEMORY_MB,
-        cpu_seconds=settings.DOCUMENT_CHECK_CPU_SECONDS,
-        wall_seconds=settings.DOCUMENT_CHECK_WALL_SECONDS,
+        memory_mb=memory_mb or settings.DOCUMENT_CHECK_MEMORY_MB,
+        cpu_seconds=cpu_seconds or settings.DOCUMENT_CHECK_CPU_SECONDS,
+        wall_seconds=wall_seconds or settings.DOCUMENT_CHECK_WALL_SECONDS,
         open_files=settings.DOCUMENT_CHECK_OPEN_FILES,
         isolate=settings.DOCUMENT_CHECK_ISOLATED,
         # Where fewer files are opened at once than the machine has cores, they keep to the
@@ -86,8 +88,8 @@ def rebuild(kind: str, source: IO[bytes]) -> Rebuilt:
     """The copy of `source` (a file of `kind`, as its first bytes said) that coordinators
     may open. Raises sandbox.Refused with the reason the family is told, or TryLater."""
     try:
-        if kind == "pdf":
-            return _rebuilt_pdf(source)
+        if kind in ("pdf", "tiff"):
+            return _rebuilt_pages(kind, source)
         if kind == "dicom":
             return _rebuilt_dicom(source)
         return _rebuilt_image(kind, source)
@@ -107,9 +109,13 @@ def rebuild(kind: str, source: IO[bytes]) -> Rebuilt:
         raise sandbox.Refused("damaged") from None
 
 
-def _run(kind: str, source: IO[bytes], options: dict, on_frame, max_payload: int):
+def _run(
+    kind: str, source: IO[bytes], options: dict, on_frame, max_payload: int, **limited
+) -> dict:
     with _machine_slot():
-        return sandbox.run(kind, source, options, limits(), on_frame, max_payload=max_payload)
+        return sandbox.run(
+            kind, source, options, limits(**limited), on_frame, max_payload=max_payload
+        )
 
 
 @contextlib.contextmanager
@@ -131,7 +137,8 @@ def _machine_slot():
         time.sleep(0.2)
 
 
-def _rebuilt_pdf(source: IO[bytes]) -> Rebuilt:
+def _rebuilt_pages(kind: str, source: IO[bytes]) -> Rebuilt:
+    """A PDF, or a TIFF scan of several pages: a new PDF of the pages' pictures."""
     page_pixels = settings.DOCUMENT_PDF_MAX_PAGE_PIXELS
     assembler = pdf.Assembler(
         max_page_pixels=page_pixels,
@@ -142,8 +149,9 @@ def _rebuilt_pdf(source: IO[bytes]) -> Rebuilt:
         "dpi": settings.DOCUMENT_PDF_DPI,
         "max_pages": settings.DOCUMENT_PDF_MAX_PAGES,
         "max_page_pixels": page_pixels,
+        "max_pixels": settings.DOCUMENT_IMAGE_MAX_PIXELS,
     }
-    _run("pdf", source, options, assembler.add, page_pixels * 3)
+    _run(kind, source, options, assembler.add, page_pixels * 3)
     out = _scratch()
     try:
         pages = assembler.save(out)
@@ -154,9 +162,12 @@ def _rebuilt_pdf(source: IO[bytes]) -> Rebuilt:
 
 
 def _rebuilt_image(kind: str, source: IO[bytes]) -> Rebuilt:
-    max_pixels = settings.DOCUMENT_IMAGE_MAX_PIXELS
+    max_pixels = settings.DOCUMENT_IMAGE_MAX_STORED_PIXELS
     frames: list[tuple[dict, bytes]] = []
-    _run(kind, source, {"max_pixels": max_pixels}, _one_frame(frames), max_pixels * 4)
+    options = {"max_pixels": settings.DOCUMENT_IMAGE_MAX_PIXELS, "max_stored_pixels": max_pixels}
+    # A phone's largest photos take twice the memory of anything else to open.
+    memory = settings.DOCUMENT_PHOTO_CHECK_MEMORY_MB
+    _run(kind, source, options, _one_frame(frames), max_pixels * 4, memory_mb=memory)
     if not frames:
         raise sandbox.Refused("damaged")
     out = _scratch()
@@ -183,7 +194,7 @@ def _rebuilt_dicom(source: IO[bytes]) -> Rebuilt:
         out.seek(0)
         if header.get("pdf_inside"):
             # A PDF wrapped in DICOM is a PDF: rebuilt as one, in a sandbox of its own.
-            return _rebuilt_pdf(out)
+            return _rebuilt_pages("pdf", out)
         dicom.check_rebuilt(payload, size)
     except BaseException:
         out.close()

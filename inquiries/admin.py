@@ -4,19 +4,30 @@ import logging
 import phonenumbers
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.db.models import Count, Q, QuerySet
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.http import content_disposition_header
 from simple_history.admin import SimpleHistoryAdmin
 
+from .documents.types import sanitise_filename
+from .downloads import zipped
 from .emails import deliver
 from .forms import InquiryForm
-from .models import STORAGE_ERRORS, Document, DocumentDownload, Inquiry, Note, Notification
+from .models import (
+    STORAGE_ERRORS,
+    Document,
+    DocumentDownload,
+    Inquiry,
+    Note,
+    Notification,
+    Series,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,15 +102,23 @@ class ReadOnlyInline(admin.TabularInline):
 
 
 class DocumentInline(ReadOnlyInline):
-    """The rebuilt copies coordinators may open: only documents the checks accepted."""
+    """The rebuilt copies coordinators may open: only documents the checks accepted. The
+    images of a scan series are shown by series, below."""
 
     model = Document
-    fields = ["original_name", "kind", "file_size", "pages", "checksum", "download"]
+    fields = ["name", "kind", "file_size", "pages", "checksum", "download"]
     readonly_fields = fields
     verbose_name_plural = "documents"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
-        return super().get_queryset(request).accepted()
+        documents = super().get_queryset(request).accepted().not_in_series()
+        return documents.exclude(detected_type="zip").select_related("parent")
+
+    @admin.display(description="name")
+    def name(self, document: Document) -> str:
+        if document.parent_id:
+            return f"{document.original_name} (from {document.parent.original_name})"
+        return document.original_name
 
     @admin.display(description="type")
     def kind(self, document: Document) -> str:
@@ -121,17 +140,107 @@ class DocumentInline(ReadOnlyInline):
         return format_html('<a href="{}">Download</a>', url)
 
 
+class SeriesInline(ReadOnlyInline):
+    """Scans by series, as their headers describe them: one row for 312 images."""
+
+    model = Series
+    fields = ["description", "images", "download"]
+    readonly_fields = fields
+    verbose_name = "scan series"
+    verbose_name_plural = "scans, by series"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Series]:
+        accepted = Q(images__state=Document.State.ACCEPTED)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(image_count=Count("images", filter=accepted))
+            .filter(image_count__gt=0)
+        )
+
+    @admin.display(description="series")
+    def description(self, series: Series) -> str:
+        return series.label(series.image_count)
+
+    @admin.display(description="images")
+    def images(self, series: Series) -> str:
+        images = series.images.accepted().order_by("id").only("pk", "original_name")
+        links = format_html_join(
+            "",
+            '<li><a href="{}">{}</a></li>',
+            (
+                (reverse("admin:inquiries_document_download", args=[image.pk]), image.original_name)
+                for image in images
+            ),
+        )
+        return format_html(
+            '<details><summary>One image at a time</summary><ul class="series-images">{}</ul>'
+            "</details>",
+            links,
+        )
+
+    @admin.display(description="")
+    def download(self, series: Series) -> str:
+        url = reverse("admin:inquiries_series_download", args=[series.pk])
+        return format_html('<a href="{}">Download the series (ZIP)</a>', url)
+
+
+class ArchiveInline(ReadOnlyInline):
+    """ZIP files (scan discs): what came out of each, and what was left out."""
+
+    model = Document
+    fields = ["original_name", "unpacked_into", "left_out_names"]
+    readonly_fields = fields
+    verbose_name = "ZIP file"
+    verbose_name_plural = "ZIP files (scan discs), unpacked"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
+        documents = super().get_queryset(request).accepted().filter(detected_type="zip")
+        return documents.prefetch_related("members")
+
+    @admin.display(description="what came out of it")
+    def unpacked_into(self, archive: Document) -> str:
+        return archive.unpacked()["summary"]
+
+    @admin.display(description="left out (never stored)")
+    def left_out_names(self, archive: Document) -> str:
+        left_out = archive.left_out if isinstance(archive.left_out, dict) else {}
+        counts = left_out.get("counts", {})
+        return format_html_join(
+            "",
+            "<p>{}: {}{}</p>",
+            (
+                (
+                    why,
+                    ", ".join(names),
+                    f" and {counts.get(why, 0) - len(names):,} more"
+                    if counts.get(why, 0) > len(names)
+                    else "",
+                )
+                for why, names in left_out.items()
+                if why != "counts"
+            ),
+        ) or "–"
+
+
 class UncheckedDocumentInline(ReadOnlyInline):
     """Files still being checked, and those the checks refused: named, never opened."""
 
     model = Document
-    fields = ["original_name", "detected_type", "state", "why"]
+    fields = ["name", "detected_type", "state", "why"]
     readonly_fields = fields
     verbose_name = "document not (yet) accepted"
     verbose_name_plural = "documents being checked or refused"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
-        return super().get_queryset(request).exclude(state=Document.State.ACCEPTED)
+        documents = super().get_queryset(request).exclude(state=Document.State.ACCEPTED)
+        return documents.select_related("parent")
+
+    @admin.display(description="name")
+    def name(self, document: Document) -> str:
+        if document.parent_id:
+            return f"{document.original_name} (from {document.parent.original_name})"
+        return document.original_name
 
     @admin.display(description="why refused")
     def why(self, document: Document) -> str:
@@ -230,6 +339,8 @@ class InquiryAdmin(SimpleHistoryAdmin):
     ]
     inlines = [
         DocumentInline,
+        SeriesInline,
+        ArchiveInline,
         UncheckedDocumentInline,
         NoteInline,
         DownloadInline,
@@ -412,14 +523,47 @@ class InquiryAdmin(SimpleHistoryAdmin):
 
     def get_urls(self):
         download = self.admin_site.admin_view(self.download_document)
+        download_series = self.admin_site.admin_view(self.download_series)
         return [
             path(
                 "document/<int:pk>/download/",
                 download,
                 name="inquiries_document_download",
             ),
+            path(
+                "series/<int:pk>/download/",
+                download_series,
+                name="inquiries_series_download",
+            ),
             *super().get_urls(),
         ]
+
+    def download_series(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Every image of a series as one ZIP file, made while it is sent (never whole in
+        memory or on disk), each image checked against its checksum before it goes in."""
+        if not request.user.has_perm("inquiries.download_document"):
+            raise PermissionDenied
+        series = get_object_or_404(Series.objects.select_related("inquiry"), pk=pk)
+        images = list(series.images.accepted().order_by("id"))
+        if not images:
+            raise Http404
+        label = series.label(len(images))
+        DocumentDownload.objects.create(
+            series=series,
+            document_name=f"Series: {label}",
+            inquiry=series.inquiry,
+            user=request.user,
+        )
+        folder = sanitise_filename(label).replace(",", "")
+        response = StreamingHttpResponse(
+            zipped(images, folder), content_type="application/zip"
+        )
+        response["Content-Disposition"] = content_disposition_header(
+            True, f"{series.inquiry.reference} {folder}.zip"
+        )
+        response["Cache-Control"] = "no-store"
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
 
     def download_document(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not request.user.has_perm("inquiries.download_document"):

@@ -26,7 +26,10 @@ def build_message(notification: Notification) -> EmailMessage:
         "inquiry": inquiry,
         "admin_url": settings.SITE_URL + inquiry.get_admin_url(),
         # How many, never which: a file's name can itself be health data.
-        "accepted": documents.filter(state=Document.State.ACCEPTED).count(),
+        # A ZIP file counts by the files taken out of it.
+        "accepted": documents.filter(state=Document.State.ACCEPTED)
+        .exclude(detected_type="zip")
+        .count(),
         "refused": documents.filter(state=Document.State.REFUSED).count(),
     }
     if notification.kind == Notification.Kind.RECEIPT:

@@ -1,7 +1,6 @@
 import logging
 import re
 import unicodedata
-import uuid
 
 import phonenumbers
 from crispy_forms.helper import FormHelper
@@ -25,15 +24,11 @@ from .models import (
     Document,
     Inquiry,
     Notification,
+    quarantine_path,
     quarantine_storage,
 )
 
 logger = logging.getLogger(__name__)
-
-
-def quarantine_path() -> str:
-    # A generated name only: what the family called the file is kept as text, never on disk.
-    return f"{timezone.now():%Y/%m}/{uuid.uuid4().hex}"
 
 
 def one_line(value: str) -> None:

@@ -1,6 +1,6 @@
 import secrets
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceede
 from s3transfer.exceptions import S3DownloadFailedError, S3UploadFailedError
 from simple_history.models import HistoricalRecords
 
-from .documents.messages import LABELS, refusal
+from .documents.messages import LABELS, archive_summary, refusal
 
 # Readable over the phone and in an email subject: no 0/O, 1/I/L or U.
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -82,10 +82,17 @@ def document_storage() -> NamedStorage:
     return documents_storage
 
 
-def document_path(document: "Document", filename: str) -> str:
+def stored_path(extension: str) -> str:
     # A generated name only: what the family called the file is kept as text, never on disk.
-    today = timezone.now()
-    return f"{today:%Y/%m}/{uuid.uuid4().hex}.{document.extension}"
+    return f"{timezone.now():%Y/%m}/{uuid.uuid4().hex}.{extension}"
+
+
+def document_path(document: "Document", filename: str) -> str:
+    return stored_path(document.extension)
+
+
+def quarantine_path() -> str:
+    return f"{timezone.now():%Y/%m}/{uuid.uuid4().hex}"
 
 
 class Diagnosis(models.TextChoices):
@@ -282,16 +289,74 @@ class Inquiry(models.Model):
         """Right to erasure: the inquiry, its documents (files too) and its history."""
         pk = self.pk
         with transaction.atomic():
-            for document in self.documents.all():
+            for document in self.documents.filter(parent=None):
                 document.erase()
             self.delete()
             # After the delete, which itself adds a history record.
             Inquiry.history.filter(id=pk).delete()
 
 
+class Series(models.Model):
+    """The images of one scan series (one CT of the chest, say), told apart and described by
+    their DICOM headers: coordinators see "CT chest, 12 Mar 2026, 312 images", not 312
+    rows. The text comes from the files and is shown as text only."""
+
+    inquiry = models.ForeignKey(Inquiry, on_delete=models.CASCADE, related_name="series")
+    study_uid = models.CharField("study instance UID", max_length=64)
+    series_uid = models.CharField("series instance UID", max_length=64)
+    modality = models.CharField(max_length=16, blank=True)
+    study_date = models.DateField(null=True, blank=True)
+    study_description = models.CharField(max_length=64, blank=True)
+    series_description = models.CharField(max_length=64, blank=True)
+    body_part = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        verbose_name_plural = "series"
+        ordering = ["study_date", "study_uid", "series_uid"]
+        constraints = [
+            models.UniqueConstraint(fields=["inquiry", "series_uid"], name="one_series_per_uid")
+        ]
+
+    def __str__(self) -> str:
+        return self.label()
+
+    def label(self, images: int | None = None) -> str:
+        what = self.series_description or self.study_description or self.body_part.lower()
+        parts = [f"{self.modality or 'Scan'} {what}".strip()]
+        if self.study_date:
+            parts.append(f"{self.study_date:%-d %b %Y}")
+        if images is not None:
+            parts.append("1 image" if images == 1 else f"{images:,} images")
+        return ", ".join(parts)
+
+    @staticmethod
+    def from_header(header: dict) -> dict:
+        """The fields of a series, from what the sandbox read of a scan's header."""
+        fields = {
+            name: str(header.get(name) or "")[:limit]
+            for name, limit in [
+                ("study_uid", 64),
+                ("series_uid", 64),
+                ("modality", 16),
+                ("study_description", 64),
+                ("series_description", 64),
+                ("body_part", 64),
+            ]
+        }
+        try:
+            fields["study_date"] = datetime.strptime(str(header.get("study_date")), "%Y%m%d").date()
+        except ValueError:
+            fields["study_date"] = None
+        return fields
+
+
 class DocumentQuerySet(models.QuerySet):
     def accepted(self) -> "DocumentQuerySet":
         return self.filter(state=Document.State.ACCEPTED)
+
+    def not_in_series(self) -> "DocumentQuerySet":
+        """Everything but the images of a scan series, which are shown by series."""
+        return self.filter(series__isnull=True)
 
     def unsettled(self) -> "DocumentQuerySet":
         return self.filter(state__in=[Document.State.RECEIVED, Document.State.CHECKING])
@@ -310,6 +375,16 @@ class Document(models.Model):
         REFUSED = "refused", "Refused"
 
     inquiry = models.ForeignKey(Inquiry, on_delete=models.CASCADE, related_name="documents")
+    # The ZIP file (a scan disc) or the PDF this file was taken out of, and checked on its own.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="members"
+    )
+    series = models.ForeignKey(
+        Series, null=True, blank=True, on_delete=models.CASCADE, related_name="images"
+    )
+    # For a ZIP file, what was in it that is no record, never stored: {why: [names]} and
+    # how many of each ({"counts": {why: n}}).
+    left_out = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=10, choices=State, default=State.RECEIVED)
     original_name = models.CharField(max_length=255, help_text="As the family named it.")
     detected_type = models.CharField(max_length=10, help_text="From the file's first bytes.")
@@ -341,8 +416,11 @@ class Document(models.Model):
     class Meta:
         ordering = ["received_at", "id"]
         constraints = [
+            # A ZIP file is accepted once unpacked: its members carry the copies.
             models.CheckConstraint(
-                condition=~Q(state="accepted") | (~Q(file="") & ~Q(sha256="")),
+                condition=~Q(state="accepted")
+                | Q(detected_type="zip")
+                | (~Q(file="") & ~Q(sha256="")),
                 name="document_accepted_with_its_rebuilt_copy",
             ),
             models.CheckConstraint(
@@ -374,6 +452,21 @@ class Document(models.Model):
         return "Being checked"
 
     @property
+    def is_archive(self) -> bool:
+        return self.detected_type == "zip"
+
+    def unpacked(self) -> dict:
+        """For a ZIP file: what came out of it (its members prefetched, ideally)."""
+        members = list(self.members.all())
+        images = [m for m in members if m.series_id and m.state == self.State.ACCEPTED]
+        shown = [m for m in members if m not in images]
+        counts = self.left_out.get("counts", {}) if isinstance(self.left_out, dict) else {}
+        summary = archive_summary(
+            len(images), len({m.series_id for m in images}), len(shown), counts
+        )
+        return {"summary": summary, "members": shown}
+
+    @property
     def refusal_message(self) -> str:
         """What went wrong, in a sentence the family can act on."""
         if not self.refusal:
@@ -382,11 +475,13 @@ class Document(models.Model):
 
     def erase(self) -> None:
         """Remove the row, then its files once the removal is committed: a failure midway
-        never leaves a row pointing at a missing file."""
+        never leaves a row pointing at a missing file. What was taken out of it goes too."""
         files = [(self.file.storage, self.file.name)] if self.file else []
         if self.quarantine_name:
             files.append((quarantine_storage, self.quarantine_name))
         with transaction.atomic():
+            for member in self.members.all():
+                member.erase()
             self.delete()
             for storage, name in files:
                 # Robust: one file that cannot be deleted must not keep the others.
@@ -401,6 +496,10 @@ class DocumentDownload(models.Model):
         Document, null=True, on_delete=models.SET_NULL, related_name="downloads"
     )
     document_name = models.CharField(max_length=255)
+    # A whole series, downloaded as one ZIP file.
+    series = models.ForeignKey(
+        Series, null=True, blank=True, on_delete=models.SET_NULL, related_name="downloads"
+    )
     inquiry = models.ForeignKey(Inquiry, on_delete=models.CASCADE, related_name="downloads")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     downloaded_at = models.DateTimeField(default=timezone.now)

@@ -15,7 +15,7 @@ from cancerfax.caches import CACHE_ERRORS, cache_failed, cache_resting
 
 from .documents.pipeline import queue_checks
 from .forms import InquiryForm
-from .models import STORAGE_ERRORS, Inquiry
+from .models import STORAGE_ERRORS, Document, Inquiry
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +131,10 @@ def thank_you(request: HttpRequest) -> HttpResponse:
     if not reference:
         return redirect("inquiries:new")
     inquiry = Inquiry.objects.filter(reference=reference).first()
-    files = list(inquiry.documents.all()) if inquiry else []
-    checking = any(not file.is_settled for file in files)
+    # What was taken out of a ZIP file is shown under it.
+    documents = inquiry.documents.all() if inquiry else Document.objects.none()
+    files = list(documents.filter(parent=None).prefetch_related("members"))
+    checking = documents.unsettled().exists()
     # Refreshes by itself while files are being checked, unless the family turned it off
     # (or it has taken so long that the page would refresh in vain).
     waited = timezone.now() - inquiry.received_at if inquiry else timedelta(0)

@@ -47,6 +47,7 @@ def test_coordinators_group_has_exactly_the_triage_permissions():
         "add_note",
         "view_documentdownload",
         "view_notification",
+        "view_series",
     }
 
 

@@ -66,6 +66,14 @@ def prepare() -> None:
 
 
 def child(kind: str, data: bytes, options: dict, out) -> dict:
+    header, payload = rebuilt(data, options)
+    out.send(header, payload)
+    return {"inside": "pdf"} if header.get("pdf_inside") else {}
+
+
+def rebuilt(data: bytes, options: dict) -> tuple[dict, bytes]:
+    """(header, the new file), or, for a PDF wrapped in DICOM, ({"pdf_inside": True}, the
+    PDF); raises Refused. The header describes the scan's series."""
     import pydicom
     from pydicom.uid import EncapsulatedPDFStorage
 
@@ -93,24 +101,46 @@ def child(kind: str, data: bytes, options: dict, out) -> dict:
     if dataset.SOPClassUID == EncapsulatedPDFStorage:
         document = bytes(dataset.EncapsulatedDocument)
         # An odd-length PDF is padded with one zero byte to an even length.
-        out.send(
-            {"pdf_inside": True}, document.rstrip(b"\0") if document.endswith(b"\0") else document
-        )
-        return {"inside": "pdf"}
+        return {"pdf_inside": True}, document.rstrip(b"\0")
     if "EncapsulatedDocument" in dataset:
         raise Refused("type")
     _check_image(dataset)
-    rebuilt = _rebuilt(dataset)
+    copy = _rebuilt(dataset)
     output = io.BytesIO()
-    rebuilt.save_as(output, enforce_file_format=True)
+    copy.save_as(output, enforce_file_format=True)
     if ZIP_END in output.getvalue()[-ZIP_REACH:]:
         # Image data that happens to end like a ZIP archive would make the file one: padding
         # takes its end out of a ZIP reader's reach.
-        rebuilt.add_new(TRAILING_PADDING, "OB", bytes(ZIP_REACH))
+        copy.add_new(TRAILING_PADDING, "OB", bytes(ZIP_REACH))
         output = io.BytesIO()
-        rebuilt.save_as(output, enforce_file_format=True)
-    out.send({"dicom": True}, output.getvalue())
-    return {}
+        copy.save_as(output, enforce_file_format=True)
+    return {"dicom": True, **describe(dataset)}, output.getvalue()
+
+
+# What the series of a scan is told by, for coordinators: (header key, DICOM keyword).
+DESCRIBED = [
+    ("study_uid", "StudyInstanceUID"),
+    ("series_uid", "SeriesInstanceUID"),
+    ("modality", "Modality"),
+    ("study_date", "StudyDate"),
+    ("study_description", "StudyDescription"),
+    ("series_description", "SeriesDescription"),
+    ("body_part", "BodyPartExamined"),
+]
+
+
+def describe(dataset) -> dict:
+    """The scan's series, as text of bounded length with no control characters."""
+    described = {}
+    for key, keyword in DESCRIBED:
+        try:
+            value = str(dataset.get(keyword) or "")
+        except Exception:  # a value pydicom cannot decode: the series is told without it
+            value = ""
+        described[key] = "".join(c for c in value if c.isprintable())[:64].strip()
+    # A scan with no series UID still belongs to one: its own.
+    described["series_uid"] = described["series_uid"] or str(dataset.SOPInstanceUID)[:64]
+    return described
 
 
 def _meta_for(dataset):

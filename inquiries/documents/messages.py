@@ -111,3 +111,38 @@ def refusal(code: str, name: str, label: str = "", looks_like: str = "") -> str:
         pixel_limit=settings.DOCUMENT_IMAGE_MAX_PIXELS,
         page_limit=settings.DOCUMENT_PDF_MAX_PAGES,
     )
+
+
+# What was in a ZIP file that is no record, left out and never stored.
+LEFT_OUT = {
+    "index": ("the disc’s index (DICOMDIR)", "copies of the disc’s index (DICOMDIR)"),
+    "program": ("program file (the disc’s viewer, say)", "program files (the disc’s viewer, say)"),
+    "system": ("system file", "system files"),
+    "empty": ("empty file", "empty files"),
+    "other": ("other file that is no record", "other files that are no records"),
+}
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"1 {one}" if number == 1 else f"{number:,} {many}"
+
+
+def archive_summary(images: int, series: int, others: int, left_out: dict[str, int]) -> str:
+    """What became of a ZIP file, for the family: "312 images in 3 series received
+    safely. Left out, as no records: the disc’s index (DICOMDIR), 14 program files…"."""
+    kept = []
+    if images:
+        kept.append(
+            f"{_count(images, 'image', 'images')} in {_count(series, 'series', 'series')}"
+        )
+    if others:
+        kept.append(_count(others, "other file", "other files"))
+    sentence = f"{' and '.join(kept)} taken out of it." if kept else "Nothing in it was kept."
+    gone = []
+    for why, (one, many) in LEFT_OUT.items():
+        number = left_out.get(why, 0)
+        if number:
+            gone.append(one if why == "index" and number == 1 else _count(number, one, many))
+    if gone:
+        sentence += f" Left out, as they are not medical records: {', '.join(gone)}."
+    return sentence

@@ -36,6 +36,7 @@ from ..models import (
     Document,
     Inquiry,
     Notification,
+    Series,
     document_path,
     documents_storage,
     quarantine_storage,
@@ -56,6 +57,8 @@ class Rebuilt:
     content_type: str
     extension: str
     pages: int | None = None
+    # For a scan: its series, as the sandbox read it from the header.
+    series: dict | None = None
 
 
 def limits(
@@ -199,7 +202,7 @@ def _rebuilt_dicom(source: IO[bytes]) -> Rebuilt:
     except BaseException:
         out.close()
         raise
-    return Rebuilt(out, "application/dicom", "dcm")
+    return Rebuilt(out, "application/dicom", "dcm", series=Series.from_header(header))
 
 
 def _one_frame(frames: list):
@@ -231,10 +234,18 @@ def check(document_id: int) -> None:
         return
     try:
         with _heartbeat(document):
-            refusal, rebuilt = _rebuild_original(document)
-            if rebuilt is not None:
-                with rebuilt.content:
-                    _store(document, rebuilt)
+            if document.detected_type == "zip":
+                from .unpacking import unpack
+
+                refusal = unpack(document)
+                if refusal == "":
+                    _inquiry_checked(document)
+                    return
+            else:
+                refusal, rebuilt = _rebuild_original(document)
+                if rebuilt is not None:
+                    with rebuilt.content:
+                        _store(document, rebuilt)
     except (TryLater, *PASSING_FAULTS) as error:
         put_back(document, error)
         return
@@ -339,8 +350,16 @@ def _store(document: Document, rebuilt: Rebuilt) -> None:
     document.extension = rebuilt.extension
     name = documents_storage.save(document_path(document, ""), File(rebuilt.content))
     try:
+        series = None
+        if rebuilt.series:
+            series = Series.objects.get_or_create(
+                inquiry_id=document.inquiry_id,
+                series_uid=rebuilt.series["series_uid"],
+                defaults=rebuilt.series,
+            )[0]
         settled = settle(
             document,
+            series=series,
             file=name,
             content_type=rebuilt.content_type,
             extension=rebuilt.extension,

@@ -361,6 +361,8 @@ def _decoder(kind: str):
         from inquiries.documents import pdf as module
     elif kind == "dicom":
         from inquiries.documents import dicom as module
+    elif kind == "zip":
+        from inquiries.documents import archives as module
     else:
         from inquiries.documents import images as module
     return module
@@ -425,7 +427,9 @@ def child_main(argv: list[str]) -> None:
     # Set up and isolated: what goes wrong from here is the file's doing, not the machine's.
     out.send({"ready": True})
     out.stream.flush()
-    data = sys.stdin.buffer.read()
+    # An archive is read where it lies (its standard input is the file itself), member by
+    # member; any other file, whole.
+    data = sys.stdin.buffer if kind == "zip" else sys.stdin.buffer.read()
     try:
         result = decoder.child(kind, data, options, out)
     except Refused as refused:

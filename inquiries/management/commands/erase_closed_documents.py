@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from inquiries.models import Document, Inquiry
+from inquiries.models import Document, Inquiry, Series
 
 
 class Command(BaseCommand):
@@ -24,9 +24,12 @@ class Command(BaseCommand):
     def handle(self, *args, days: int, **options) -> None:
         cutoff = timezone.now() - timedelta(days=days)
         expired = Inquiry.objects.closed_before(cutoff)
-        documents = Document.objects.filter(inquiry__in=expired)
+        # A ZIP file's members go with it; the series they made, described by their headers,
+        # go once they are empty.
+        documents = Document.objects.filter(inquiry__in=expired, parent=None)
         count = 0
         for document in documents.iterator():
             document.erase()
             count += 1
+        Series.objects.filter(inquiry__in=expired).delete()
         self.stdout.write(f"Erased {count} documents of inquiries closed before {cutoff:%Y-%m-%d}.")

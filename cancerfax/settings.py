@@ -243,6 +243,12 @@ DOCUMENT_ARCHIVE_CHECK_MEMORY_MB = env_int("DOCUMENT_ARCHIVE_CHECK_MEMORY_MB", 2
 DOCUMENT_ARCHIVE_CHECK_CPU_SECONDS = env_int("DOCUMENT_ARCHIVE_CHECK_CPU_SECONDS", 600)
 DOCUMENT_ARCHIVE_CHECK_WALL_SECONDS = env_int("DOCUMENT_ARCHIVE_CHECK_WALL_SECONDS", 1200)
 DATA_UPLOAD_MAX_NUMBER_FILES = DOCUMENT_MAX_FILES * 3 + DOCUMENT_ARCHIVE_MAX_MEMBERS
+# When the form comes back with a problem, the files that passed are kept this long with
+# the unfinished sending, so that the family need not choose them again.
+HELD_FILES_SECONDS = env_int("HELD_FILES_SECONDS", 3600)
+# Past this much held in all (senders of junk, again and again), files are not held: the
+# family chooses them again, as browsers make them do anyway.
+HELD_FILES_MAX_BYTES = env_int("HELD_FILES_MAX_MB", 4096) * MB
 
 # The sandbox in which a worker opens each file: a child process with these hard limits,
 # no network and no filesystem. A file that needs more is refused, nothing else is harmed.

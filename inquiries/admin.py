@@ -206,21 +206,24 @@ class ArchiveInline(ReadOnlyInline):
     def left_out_names(self, archive: Document) -> str:
         left_out = archive.left_out if isinstance(archive.left_out, dict) else {}
         counts = left_out.get("counts", {})
-        return format_html_join(
-            "",
-            "<p>{}: {}{}</p>",
-            (
+        return (
+            format_html_join(
+                "",
+                "<p>{}: {}{}</p>",
                 (
-                    why,
-                    ", ".join(names),
-                    f" and {counts.get(why, 0) - len(names):,} more"
-                    if counts.get(why, 0) > len(names)
-                    else "",
-                )
-                for why, names in left_out.items()
-                if why != "counts"
-            ),
-        ) or "–"
+                    (
+                        why,
+                        ", ".join(names),
+                        f" and {counts.get(why, 0) - len(names):,} more"
+                        if counts.get(why, 0) > len(names)
+                        else "",
+                    )
+                    for why, names in left_out.items()
+                    if why != "counts"
+                ),
+            )
+            or "–"
+        )
 
 
 class UncheckedDocumentInline(ReadOnlyInline):
@@ -555,9 +558,7 @@ class InquiryAdmin(SimpleHistoryAdmin):
             user=request.user,
         )
         folder = sanitise_filename(label).replace(",", "")
-        response = StreamingHttpResponse(
-            zipped(images, folder), content_type="application/zip"
-        )
+        response = StreamingHttpResponse(zipped(images, folder), content_type="application/zip")
         response["Content-Disposition"] = content_disposition_header(
             True, f"{series.inquiry.reference} {folder}.zip"
         )

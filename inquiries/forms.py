@@ -1,6 +1,7 @@
 import logging
 import re
 import unicodedata
+import uuid
 
 import phonenumbers
 from crispy_forms.helper import FormHelper
@@ -9,7 +10,8 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.db.models import Sum
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -22,6 +24,7 @@ from .models import (
     CONSENT_VERSION,
     STORAGE_ERRORS,
     Document,
+    HeldFile,
     Inquiry,
     Notification,
     quarantine_path,
@@ -164,6 +167,12 @@ class InquiryForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Files that passed on an earlier try of this same sending, kept for it.
+        self.held_files: list[HeldFile] = []
+        self._passed: list[UploadedFile] = []
+        submission = self._submission_id()
+        if submission is not None:
+            self.held_files = list(HeldFile.objects.current(submission))
         this_year = timezone.localdate().year
         self.fields["birth_year"].choices = [("", "Choose a year")] + [
             (year, year) for year in range(this_year, this_year - 111, -1)
@@ -227,12 +236,7 @@ class InquiryForm(forms.ModelForm):
             ),
             Fieldset(
                 "Medical reports",
-                HTML(
-                    "{% if form.is_bound and form.errors %}"
-                    '<p class="files-again" id="files-again">For your safety, browsers forget '
-                    "chosen files when a form comes back with a problem. Please choose your "
-                    "documents again.</p>{% endif %}"
-                ),
+                HTML('{% include "inquiries/held_files.html" %}'),
                 Field("documents"),
                 Field("folder", wrapper_class="folder-picker"),
             ),
@@ -281,6 +285,26 @@ class InquiryForm(forms.ModelForm):
     def clean_question(self) -> str:
         return self.cleaned_data["question"].replace("\r\n", "\n")
 
+    def _submission_id(self) -> uuid.UUID | None:
+        if not self.is_bound:
+            return None
+        try:
+            return uuid.UUID(str(self.data.get("submission_id", "")))
+        except ValueError:
+            return None
+
+    def dropped(self) -> set[int]:
+        """The held files the family ticked to remove ("drop_held" checkboxes, which the
+        template draws beside each; an id not held for this sending means nothing)."""
+        try:
+            return {int(pk) for pk in self.data.getlist("drop_held")}
+        except (AttributeError, ValueError):
+            return set()
+
+    def kept_held(self) -> list[HeldFile]:
+        dropped = self.dropped()
+        return [held for held in self.held_files if held.pk not in dropped]
+
     def clean_folder(self) -> list[UploadedFile]:
         """The chosen folder, as the one ZIP file its files were written into."""
         members = [m for m in self.cleaned_data["folder"] if isinstance(m, FolderMember)]
@@ -292,19 +316,20 @@ class InquiryForm(forms.ModelForm):
         """What can be known of the files at once: their number, sizes and types (from
         their first bytes). Opening them is left to the sandbox, after sending."""
         uploads = self.cleaned_data["documents"]
-        if len(uploads) > settings.DOCUMENT_MAX_FILES:
+        if len(uploads) + len(self.kept_held()) > settings.DOCUMENT_MAX_FILES:
             raise ValidationError(
                 f"Please choose at most {settings.DOCUMENT_MAX_FILES} files. If you have more, "
                 "send the most recent reports now; we can ask for the rest later.",
                 code="too_many",
             )
-        errors = [
-            ValidationError(problem, code="document")
-            for problem in map(self._upload_problem, uploads)
-            if problem
-        ]
+        errors = []
+        for upload in uploads:
+            if problem := self._upload_problem(upload):
+                upload.close()
+                errors.append(ValidationError(problem, code="document"))
+            else:
+                self._passed.append(upload)
         if errors:
-            self.discard_documents(uploads)
             raise ValidationError(errors)
         return uploads
 
@@ -339,7 +364,22 @@ class InquiryForm(forms.ModelForm):
             if problem := self._upload_problem(upload):
                 upload.close()
                 self.add_error("folder", ValidationError(problem, code="document"))
-        if "documents" in cleaned and "folder" in cleaned and not self.uploads():
+            else:
+                self._passed.append(upload)
+        kept = self.kept_held()
+        held_bytes = sum(held.received_size for held in kept if held.detected_type != "zip")
+        new_bytes = sum(upload.size for upload in self.uploads() if upload.kind != "zip")
+        if kept and held_bytes + new_bytes > settings.DOCUMENTS_MAX_TOTAL_BYTES:
+            self.add_error(
+                "documents",
+                ValidationError(
+                    f"Together your files are larger than "
+                    f"{settings.DOCUMENTS_MAX_TOTAL_BYTES // (1024 * 1024)} MB. Please remove "
+                    "one of the files kept from your last try, or send fewer now.",
+                    code="too_large_total",
+                ),
+            )
+        if "documents" in cleaned and "folder" in cleaned and not (self.uploads() or kept):
             self.add_error(
                 "documents",
                 ValidationError(
@@ -372,9 +412,52 @@ class InquiryForm(forms.ModelForm):
     def discard_documents(self, uploads: list[UploadedFile] | None = None) -> None:
         """Closes the received files (they leave nothing on disk)."""
         if uploads is None:
-            uploads = self.uploads()
+            uploads = [*self.uploads(), *self._passed]
         for upload in uploads:
             upload.close()
+
+    def hold_files(self) -> None:
+        """The form came back with a problem: the files that passed are kept in quarantine
+        with this sending (all of them or none), and shown as kept when the form is shown
+        again. Nothing is an inquiry's yet."""
+        submission = self._submission_id()
+        passed = list({id(upload): upload for upload in self._passed}.values())
+        held_bytes = HeldFile.objects.aggregate(total=Sum("received_size"))["total"] or 0
+        incoming = sum(upload.size for upload in passed)
+        if (
+            submission is None
+            or not passed
+            or held_bytes + incoming > settings.HELD_FILES_MAX_BYTES
+        ):
+            self.discard_documents()
+            return
+        stored: list[str] = []
+        try:
+            with transaction.atomic():
+                for upload in passed:
+                    upload.seek(0)
+                    name = quarantine_storage.save(quarantine_path(), upload.file)
+                    stored.append(name)
+                    self.held_files.append(
+                        HeldFile.objects.create(
+                            submission_id=submission,
+                            original_name=upload.shown_name,
+                            detected_type=upload.kind,
+                            received_size=upload.size,
+                            quarantine_name=name,
+                        )
+                    )
+        except (DatabaseError, *STORAGE_ERRORS) as error:
+            # The family is asked to choose them again, as before; nothing stays.
+            logger.error("Files of an unfinished sending not kept: %s", type(error).__name__)
+            self.held_files = list(HeldFile.objects.current(submission))
+            for name in stored:
+                try:
+                    quarantine_storage.delete(name)
+                except STORAGE_ERRORS:
+                    pass
+        finally:
+            self.discard_documents()
 
     def save(self, commit: bool = True) -> Inquiry:
         """Stores the inquiry, its documents in quarantine and the emails it owes, all or
@@ -388,6 +471,19 @@ class InquiryForm(forms.ModelForm):
         try:
             with transaction.atomic():
                 inquiry.save()
+                for held in self.kept_held():
+                    # Kept from an earlier try: already in quarantine, now this inquiry's.
+                    Document.objects.create(
+                        inquiry=inquiry,
+                        original_name=held.original_name,
+                        detected_type=held.detected_type,
+                        received_size=held.received_size,
+                        quarantine_name=held.quarantine_name,
+                    )
+                    held.delete()
+                for held in self.held_files:
+                    if held.pk in self.dropped():
+                        held.release()
                 for upload in self.uploads():
                     upload.seek(0)
                     name = quarantine_storage.save(quarantine_path(), upload.file)

@@ -579,3 +579,50 @@ class Notification(models.Model):
         # 1, 2, 4 … minutes between tries (EMAIL_RETRY_SECONDS at first), at most an hour.
         seconds = settings.EMAIL_RETRY_SECONDS * 2 ** max(0, self.attempts - 1)
         return timedelta(seconds=min(3600, seconds))
+
+
+class HeldFileQuerySet(models.QuerySet):
+    def expired(self, now=None) -> "HeldFileQuerySet":
+        held_for = timedelta(seconds=settings.HELD_FILES_SECONDS)
+        return self.filter(held_at__lt=(now or timezone.now()) - held_for)
+
+    def current(self, submission_id) -> "HeldFileQuerySet":
+        held_for = timedelta(seconds=settings.HELD_FILES_SECONDS)
+        return self.filter(submission_id=submission_id, held_at__gte=timezone.now() - held_for)
+
+
+class HeldFile(models.Model):
+    """A file that passed the form's first look while the rest of the form did not (a
+    missing consent, say): kept in quarantine with the unfinished sending for
+    HELD_FILES_SECONDS, so that the family only fixes what was wrong, then swept. It is no
+    inquiry's until the family sends the form."""
+
+    submission_id = models.UUIDField(db_index=True)
+    original_name = models.CharField(max_length=255)
+    detected_type = models.CharField(max_length=10)
+    received_size = models.PositiveBigIntegerField()
+    quarantine_name = models.CharField(max_length=200)
+    held_at = models.DateTimeField(default=timezone.now)
+
+    objects = HeldFileQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["held_at", "id"]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+    def release(self) -> None:
+        """Removes the row, then the file once that is committed."""
+        name = self.quarantine_name
+        with transaction.atomic():
+            self.delete()
+            transaction.on_commit(partial(quarantine_storage.delete, name), robust=True)
+
+    @classmethod
+    def sweep(cls) -> int:
+        """Releases what has been held too long; returns how many."""
+        expired = list(cls.objects.expired())
+        for held in expired:
+            held.release()
+        return len(expired)

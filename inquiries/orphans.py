@@ -13,7 +13,7 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import Document, NamedStorage, documents_storage, quarantine_storage
+from .models import Document, HeldFile, NamedStorage, documents_storage, quarantine_storage
 
 
 @dataclass
@@ -49,7 +49,8 @@ def find_orphans(grace: timedelta = timedelta(hours=1)) -> Orphans:
     }
     known = {
         documents_storage: set(Document.objects.values_list("file", flat=True)),
-        quarantine_storage: set(Document.objects.values_list("quarantine_name", flat=True)),
+        quarantine_storage: set(Document.objects.values_list("quarantine_name", flat=True))
+        | set(HeldFile.objects.values_list("quarantine_name", flat=True)),
     }
     stray = [
         (storage, name)
@@ -57,7 +58,10 @@ def find_orphans(grace: timedelta = timedelta(hours=1)) -> Orphans:
         for name in sorted(names)
         if name not in known[storage]
     ]
-    rows = Document.objects.filter(Q(state=Document.State.ACCEPTED) | _unsettled())
+    # An unpacked ZIP file has no copy of its own: its members have theirs.
+    rows = Document.objects.filter(Q(state=Document.State.ACCEPTED) | _unsettled()).exclude(
+        state=Document.State.ACCEPTED, detected_type="zip"
+    )
     missing = [
         document
         for document in rows.select_related("inquiry").order_by("pk").iterator()

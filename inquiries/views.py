@@ -69,16 +69,21 @@ def new_inquiry(request: HttpRequest) -> HttpResponse:
             request, "inquiries/new.html", {"form": form, "already_sent": sent_reference(request)}
         )
 
-    if too_many_attempts(request):
-        return rate_limited(request)
     form = InquiryForm(request.POST, request.FILES)
+    if too_many_attempts(request):
+        # What they typed is shown again; their files are not kept for a sender past the
+        # limit (a bot's would fill the disk), so they choose them again.
+        form.is_valid()
+        form.discard_documents()
+        return rate_limited(request, form)
     if not form.is_valid():
+        form.hold_files()
         return render(request, "inquiries/new.html", {"form": form}, status=400)
 
     already = Inquiry.objects.filter(submission_id=form.cleaned_data["submission_id"]).first()
     if already is None and too_many_inquiries(request):
-        form.discard_documents()
-        return rate_limited(request)
+        form.hold_files()
+        return rate_limited(request, form)
     if already is None:
         try:
             inquiry = form.save()
@@ -157,8 +162,14 @@ def privacy(request: HttpRequest) -> HttpResponse:
     )
 
 
-def rate_limited(request: HttpRequest) -> HttpResponse:
-    return render(request, "inquiries/rate_limited.html", status=429)
+def rate_limited(request: HttpRequest, form: InquiryForm) -> HttpResponse:
+    """The form again, as the family filled it in, with when they may send it."""
+    count, period = settings.INQUIRY_RATE_LIMIT.split("/")
+    unit = {"s": "second", "m": "minute", "h": "hour", "d": "day"}[period[-1]]
+    number = int(period[:-1] or 1)
+    wait = f"{number} {unit}s" if number > 1 else f"an {unit}" if unit == "hour" else f"a {unit}"
+    context = {"form": form, "rate_limited": True, "wait": wait}
+    return render(request, "inquiries/new.html", context, status=429)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

@@ -407,9 +407,14 @@ def test_too_many_inquiries_from_one_client_get_a_friendly_429(client, settings)
     settings.INQUIRY_RATE_LIMIT = "2/h"
     assert send(client).status_code == 302
     assert send(client).status_code == 302
-    response = send(client)
+    response = send(client, question="Is there a trial for her in Spain?")
     assert response.status_code == 429
-    assert "Please wait a little before sending again" in response.content.decode()
+    html = response.content.decode()
+    assert "Please wait a little before sending again" in html
+    assert "please send this form again in an hour at most" in html
+    # Nothing the family typed is lost, nor their file (kept with the sending for an hour).
+    assert "Is there a trial for her in Spain?" in html and PATIENT in html
+    assert "We kept this file from your last try" in html
     assert Inquiry.objects.count() == 2
     assert client.get(FORM_URL).status_code == 200
 
@@ -559,3 +564,101 @@ def test_addresses_with_a_port_from_the_load_balancer_still_count_per_visitor(cl
     assert send_as("198.51.100.1:50123").status_code == 302
     assert send_as("[2001:db8::7]:443").status_code == 302
     assert send_as("198.51.100.1:61000").status_code == 429
+
+
+# When the form must refuse, the files that passed are kept for the same sending
+
+
+def _held_page_sends_again(client, response, **changes):
+    """The family's second try: the same sending (its submission id), no file chosen."""
+    html = response.content.decode()
+    submission = re.search(r'name="submission_id" value="([^"]+)"', html).group(1)
+    return send(client, documents=[], submission_id=submission, **changes)
+
+
+def test_files_that_passed_are_kept_when_the_form_comes_back_and_sent_with_it(
+    client, documents_dir, quarantine_dir, uploads_dir, django_capture_on_commit_callbacks
+):
+    from inquiries.models import HeldFile
+
+    first = send(client, documents=[pdf("pathology-report.pdf"), photo()], consent=None)
+    assert first.status_code == 400
+    html = first.content.decode()
+    assert "Please tick the box." in html
+    assert "We kept these files from your last try" in html
+    assert "pathology-report.pdf" in html and "blood-count.jpg" in html
+    assert "browsers forget chosen files" not in html
+    # What the family typed is kept too; nothing is an inquiry yet.
+    assert PATIENT in html and Inquiry.objects.count() == 0
+    held = list(HeldFile.objects.order_by("original_name"))
+    assert [h.original_name for h in held] == ["blood-count.jpg", "pathology-report.pdf"]
+    assert len(files_in(quarantine_dir)) == 2 and files_in(uploads_dir) == []
+
+    with django_capture_on_commit_callbacks(execute=True):
+        second = _held_page_sends_again(client, first)
+    assert second.status_code == 302
+    inquiry = Inquiry.objects.get()
+    states = dict(inquiry.documents.values_list("original_name", "state"))
+    assert states == {"pathology-report.pdf": "accepted", "blood-count.jpg": "accepted"}
+    assert not HeldFile.objects.exists()
+    assert files_in(quarantine_dir) == [] and len(files_in(documents_dir)) == 2
+
+
+def test_a_kept_file_the_family_removes_is_not_sent_and_is_deleted(
+    client, documents_dir, quarantine_dir, django_capture_on_commit_callbacks
+):
+    from inquiries.models import HeldFile
+
+    first = send(client, documents=[pdf("old-scan.pdf"), photo()], email="not-an-address")
+    old = HeldFile.objects.get(original_name="old-scan.pdf")
+    assert f'value="{old.pk}"' in first.content.decode()
+    assert "Remove “old-scan.pdf”" in first.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        second = _held_page_sends_again(client, first, drop_held=[str(old.pk)])
+    assert second.status_code == 302
+    names = list(Inquiry.objects.get().documents.values_list("original_name", flat=True))
+    assert names == ["blood-count.jpg"]
+    assert not HeldFile.objects.exists()
+    assert files_in(quarantine_dir) == [] and len(files_in(documents_dir)) == 1
+
+
+def test_a_file_of_no_accepted_type_is_refused_at_once_and_the_good_one_kept(client):
+    from inquiries.models import HeldFile
+
+    notes = SimpleUploadedFile("notes.docx", b"PK\x03\x04" + b"[Content_Types].xml word/" * 20)
+    response = send(client, documents=[notes, photo()])
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "“notes.docx” looks like a Word or text document" in html
+    assert list(HeldFile.objects.values_list("original_name", flat=True)) == ["blood-count.jpg"]
+    # Only the refused one needs to be chosen again (or replaced by its PDF).
+    assert _held_page_sends_again(client, response).status_code == 302
+
+
+def test_kept_files_are_swept_after_their_hour(
+    client, quarantine_dir, django_capture_on_commit_callbacks
+):
+    from inquiries.documents.pipeline import recover
+    from inquiries.models import HeldFile
+
+    send(client, consent=None)
+    assert HeldFile.objects.count() == 1 and len(files_in(quarantine_dir)) == 1
+    recover()
+    assert HeldFile.objects.count() == 1
+    HeldFile.objects.update(held_at=timezone.now() - timedelta(seconds=3601))
+    with django_capture_on_commit_callbacks(execute=True):
+        recover()
+    assert not HeldFile.objects.exists() and files_in(quarantine_dir) == []
+
+
+def test_an_other_sendings_kept_files_cannot_be_taken(client, documents_dir):
+    from inquiries.models import HeldFile
+
+    send(client, documents=[pdf("theirs.pdf")], consent=None)
+    theirs = HeldFile.objects.get()
+    # Another sending names that file's id: it is not this sending's, so nothing comes of it.
+    response = send(client, documents=[photo()], drop_held=[str(theirs.pk)])
+    assert response.status_code == 302
+    names = list(Inquiry.objects.get().documents.values_list("original_name", flat=True))
+    assert names == ["blood-count.jpg"]
+    assert HeldFile.objects.get() == theirs

@@ -132,9 +132,7 @@ def archive_summary(images: int, series: int, others: int, left_out: dict[str, i
     safely. Left out, as no records: the disc’s index (DICOMDIR), 14 program files…"."""
     kept = []
     if images:
-        kept.append(
-            f"{_count(images, 'image', 'images')} in {_count(series, 'series', 'series')}"
-        )
+        kept.append(f"{_count(images, 'image', 'images')} in {_count(series, 'series', 'series')}")
     if others:
         kept.append(_count(others, "other file", "other files"))
     sentence = f"{' and '.join(kept)} taken out of it." if kept else "Nothing in it was kept."

@@ -34,6 +34,7 @@ from django.utils import timezone
 from ..models import (
     STORAGE_ERRORS,
     Document,
+    HeldFile,
     Inquiry,
     Notification,
     Series,
@@ -510,7 +511,9 @@ def _pending(task_id: str, stale: timedelta, running: bool = True) -> bool:
 def recover() -> int:
     """Queues again what no worker will otherwise do: documents waiting with no task for
     them, checks whose worker stopped beating, inquiries whose last check ended without
-    their emails queued, and emails due again. Returns how many it queued."""
+    their emails queued, and emails due again. Returns how many it queued. Files held for
+    an unfinished sending past their hour are swept too."""
+    HeldFile.sweep()
     now = timezone.now()
     stale = timedelta(seconds=settings.DOCUMENT_STALE_SECONDS)
     queued = 0

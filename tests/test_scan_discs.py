@@ -375,3 +375,44 @@ def test_a_scan_that_brings_the_unpacking_down_costs_only_that_scan(
     assert Series.objects.exists()
     assert len(files_in(documents_dir)) == 3
     assert files_in(quarantine_dir) == []
+
+
+# Files attached to a PDF: taken out, and checked as documents of their own
+
+
+def _pdf_with_attachments(*attachments: tuple[str, bytes]) -> bytes:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_bytes(pages=1))))
+    for name, data in attachments:
+        writer.add_attachment(name, data)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_a_file_attached_to_a_pdf_is_taken_out_and_checked_on_its_own(
+    client, documents_dir, quarantine_dir, django_capture_on_commit_callbacks
+):
+    from .sample_files import jpeg_bytes
+
+    letter = _pdf_with_attachments(
+        ("scan-of-the-referral.jpg", jpeg_bytes(400, 300)), ("setup.exe", WINDOWS_EXE)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = send(client, documents=[SimpleUploadedFile("referral.pdf", letter)])
+    referral = Document.objects.get(parent=None)
+    assert (referral.state, referral.content_type) == ("accepted", "application/pdf")
+    taken_out = {d.original_name: d for d in Document.objects.filter(parent=referral)}
+    assert taken_out["scan-of-the-referral.jpg"].state == "accepted"
+    assert taken_out["scan-of-the-referral.jpg"].content_type == "image/jpeg"
+    assert (taken_out["setup.exe"].state, taken_out["setup.exe"].refusal) == ("refused", "type")
+    # The rebuilt PDF carries no attachment; the program is nowhere.
+    stored = files_in(documents_dir)
+    assert len(stored) == 2 and not any(b"MZ\x90" in path.read_bytes() for path in stored)
+    assert b"/EmbeddedFile" not in referral.file.read()
+    assert files_in(quarantine_dir) == []
+    html = client.get(response.url).content.decode()
+    assert "Files attached to it, each checked on its own:" in html
+    assert "scan-of-the-referral.jpg" in html
+    assert "“setup.exe” is not a type of file we can accept" in html

@@ -19,10 +19,16 @@ MAX_SIDE = 65_500
 
 
 def prepare() -> None:
+    import codecs
+
     import pypdfium2  # noqa: F401  (loads the PDFium library before the filesystem goes)
     from PIL import Image
 
+    # What attachments are sent back with, and what names what they are.
+    from . import archives, types  # noqa: F401
+
     Image.init()
+    codecs.lookup("utf-16-le")
 
 
 def child(kind: str, data: bytes, options: dict, out) -> dict:
@@ -62,7 +68,81 @@ def child(kind: str, data: bytes, options: dict, out) -> dict:
         header = {"page": index + 1, "pages": pages, "scale": scale}
         out.send(header | {"width": picture.width, "height": picture.height}, picture.tobytes())
         page.close()
+    if options.get("attachments"):
+        _send_attachments(document, options, out)
     return {"pages": pages}
+
+
+def _send_attachments(document, options: dict, out) -> None:
+    """Files attached to the PDF (a scan attached to a referral letter, say), sent back as
+    they are, to be checked as documents of their own, in the frames a ZIP file's members
+    travel in (archives.py)."""
+    from .archives import _send_parts
+    from .types import HEAD_BYTES, detect, sanitise_filename
+
+    for index, (name, data) in enumerate(_attachments(document, options)):
+        frame = {"member": index, "name": sanitise_filename(name or "attachment")}
+        if data is None:
+            out.send(frame | {"refused": "too_large"})
+            continue
+        if not data:
+            out.send(frame | {"left_out": "empty"})
+            continue
+        kind = detect(frame["name"], data[:HEAD_BYTES]).kind
+        if kind in (None, "zip"):
+            out.send(frame | {"refused": "type" if kind is None else "archive_nested"})
+            continue
+        _send_parts(out, frame | {"kind": kind, "raw": True}, data)
+
+
+def _attachments(document, options: dict):
+    """(name, bytes, or None if too large) of each attachment: those of the document's list
+    of embedded files, then those attached to a page, at most `max_attachments`."""
+    import ctypes
+
+    import pypdfium2.raw as raw
+
+    found = 0
+
+    def read(attachment):
+        size = ctypes.c_ulong(0)
+        if not raw.FPDFAttachment_GetFile(attachment, None, 0, ctypes.byref(size)):
+            return None, b""
+        length = raw.FPDFAttachment_GetName(attachment, None, 0)
+        name_buffer = (ctypes.c_ushort * max(1, length // 2))()
+        raw.FPDFAttachment_GetName(attachment, name_buffer, length)
+        name = bytes(name_buffer)[: max(0, length - 2)].decode("utf-16-le", "replace")
+        if size.value > options["max_attachment_bytes"]:
+            return name, None
+        data = (ctypes.c_char * size.value)()
+        raw.FPDFAttachment_GetFile(attachment, data, size, ctypes.byref(size))
+        return name, bytes(data)
+
+    for index in range(raw.FPDFDoc_GetAttachmentCount(document)):
+        if found >= options["max_attachments"]:
+            return
+        attachment = raw.FPDFDoc_GetAttachment(document, index)
+        if attachment:
+            found += 1
+            yield read(attachment)
+    for number in range(len(document)):
+        page = raw.FPDF_LoadPage(document, number)
+        try:
+            for index in range(raw.FPDFPage_GetAnnotCount(page)):
+                annotation = raw.FPDFPage_GetAnnot(page, index)
+                try:
+                    if raw.FPDFAnnot_GetSubtype(annotation) != raw.FPDF_ANNOT_FILEATTACHMENT:
+                        continue
+                    attachment = raw.FPDFAnnot_GetFileAttachment(annotation)
+                    if attachment:
+                        if found >= options["max_attachments"]:
+                            return
+                        found += 1
+                        yield read(attachment)
+                finally:
+                    raw.FPDFPage_CloseAnnot(annotation)
+        finally:
+            raw.FPDF_ClosePage(page)
 
 
 class Assembler:

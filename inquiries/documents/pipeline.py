@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 from django.conf import settings
@@ -45,6 +45,9 @@ from ..models import (
 from . import dicom, images, pdf, sandbox
 from .messages import REFUSALS
 
+if TYPE_CHECKING:
+    from .unpacking import Unpacking
+
 logger = logging.getLogger(__name__)
 
 # A passing fault: the file is checked again once it has gone.
@@ -60,6 +63,13 @@ class Rebuilt:
     pages: int | None = None
     # For a scan: its series, as the sandbox read it from the header.
     series: dict | None = None
+    # For a PDF: the files attached to it, in quarantine, to be checked on their own.
+    attachments: "Unpacking | None" = None
+
+    def discard(self) -> None:
+        self.content.close()
+        if self.attachments is not None:
+            self.attachments.discard()
 
 
 def limits(
@@ -88,12 +98,13 @@ class TryLater(Exception):
     """A fault of this machine, not of the file: the check is put back and done again."""
 
 
-def rebuild(kind: str, source: IO[bytes]) -> Rebuilt:
+def rebuild(kind: str, source: IO[bytes], take_out: bool = False) -> Rebuilt:
     """The copy of `source` (a file of `kind`, as its first bytes said) that coordinators
-    may open. Raises sandbox.Refused with the reason the family is told, or TryLater."""
+    may open; with `take_out`, a PDF's attachments too, stored in quarantine. Raises
+    sandbox.Refused with the reason the family is told, or TryLater."""
     try:
         if kind in ("pdf", "tiff"):
-            return _rebuilt_pages(kind, source)
+            return _rebuilt_pages(kind, source, take_out=take_out)
         if kind == "dicom":
             return _rebuilt_dicom(source)
         return _rebuilt_image(kind, source)
@@ -141,8 +152,11 @@ def _machine_slot():
         time.sleep(0.2)
 
 
-def _rebuilt_pages(kind: str, source: IO[bytes]) -> Rebuilt:
-    """A PDF, or a TIFF scan of several pages: a new PDF of the pages' pictures."""
+def _rebuilt_pages(kind: str, source: IO[bytes], take_out: bool = False) -> Rebuilt:
+    """A PDF, or a TIFF scan of several pages: a new PDF of the pages' pictures; and, with
+    `take_out`, the files attached to a PDF, each stored in quarantine as it arrives."""
+    from .unpacking import Unpacking
+
     page_pixels = settings.DOCUMENT_PDF_MAX_PAGE_PIXELS
     assembler = pdf.Assembler(
         max_page_pixels=page_pixels,
@@ -154,15 +168,33 @@ def _rebuilt_pages(kind: str, source: IO[bytes]) -> Rebuilt:
         "max_pages": settings.DOCUMENT_PDF_MAX_PAGES,
         "max_page_pixels": page_pixels,
         "max_pixels": settings.DOCUMENT_IMAGE_MAX_PIXELS,
+        "attachments": take_out,
+        "max_attachments": settings.DOCUMENT_MAX_FILES * 2,
+        "max_attachment_bytes": settings.DOCUMENT_MAX_BYTES,
     }
-    _run(kind, source, options, assembler.add, page_pixels * 3)
-    out = _scratch()
+    attachments = Unpacking(max_member_bytes=settings.DOCUMENT_MAX_BYTES)
+
+    def on_frame(header: dict, payload: bytes) -> None:
+        if "member" in header:
+            attachments.add(header, payload)
+        else:
+            assembler.add(header, payload)
+
     try:
-        pages = assembler.save(out)
+        _run(kind, source, options, on_frame, page_pixels * 3)
+        if attachments.part is not None:
+            raise ValueError("an attachment cut short")
+        out = _scratch()
+        try:
+            pages = assembler.save(out)
+        except BaseException:
+            out.close()
+            raise
     except BaseException:
-        out.close()
+        attachments.discard()
         raise
-    return Rebuilt(out, "application/pdf", "pdf", pages)
+    taken_out = attachments if attachments.members else None
+    return Rebuilt(out, "application/pdf", "pdf", pages, attachments=taken_out)
 
 
 def _rebuilt_image(kind: str, source: IO[bytes]) -> Rebuilt:
@@ -198,7 +230,7 @@ def _rebuilt_dicom(source: IO[bytes]) -> Rebuilt:
         out.seek(0)
         if header.get("pdf_inside"):
             # A PDF wrapped in DICOM is a PDF: rebuilt as one, in a sandbox of its own.
-            return _rebuilt_pages("pdf", out)
+            return _rebuilt_pages("pdf", out)  # attachments of a wrapped PDF stay in it
         dicom.check_rebuilt(payload, size)
     except BaseException:
         out.close()
@@ -245,8 +277,12 @@ def check(document_id: int) -> None:
             else:
                 refusal, rebuilt = _rebuild_original(document)
                 if rebuilt is not None:
-                    with rebuilt.content:
+                    try:
                         _store(document, rebuilt)
+                    except BaseException:
+                        rebuilt.discard()
+                        raise
+                    rebuilt.content.close()
     except (TryLater, *PASSING_FAULTS) as error:
         put_back(document, error)
         return
@@ -258,7 +294,10 @@ def _rebuild_original(document: Document) -> tuple[str, Rebuilt | None]:
     """("", the rebuilt copy), or (the reason it is refused, None)."""
     try:
         with _original(document) as source:
-            return "", rebuild(document.detected_type, source)
+            # A PDF sent by the family, or found on their disc, gives up its attachments;
+            # one taken out of another PDF keeps its own (no PDF in a PDF in a PDF…).
+            take_out = document.parent_id is None or document.parent.detected_type == "zip"
+            return "", rebuild(document.detected_type, source, take_out=take_out)
     except sandbox.Refused as refused:
         logger.info("Document %s refused (%s)", document.pk, refused.code)
         return refused.code, None
@@ -358,22 +397,29 @@ def _store(document: Document, rebuilt: Rebuilt) -> None:
                 series_uid=rebuilt.series["series_uid"],
                 defaults=rebuilt.series,
             )[0]
-        settled = settle(
-            document,
-            series=series,
-            file=name,
-            content_type=rebuilt.content_type,
-            extension=rebuilt.extension,
-            size=size,
-            sha256=digest.hexdigest(),
-            pages=rebuilt.pages,
-        )
+        with transaction.atomic():
+            settled = settle(
+                document,
+                series=series,
+                file=name,
+                content_type=rebuilt.content_type,
+                extension=rebuilt.extension,
+                size=size,
+                sha256=digest.hexdigest(),
+                pages=rebuilt.pages,
+            )
+            if settled and rebuilt.attachments is not None:
+                from .unpacking import add_members
+
+                add_members(document, rebuilt.attachments)
     except BaseException:
         # The row was not changed: its copy must not stay.
         documents_storage.delete(name)
         raise
     if not settled:
         documents_storage.delete(name)
+        if rebuilt.attachments is not None:
+            rebuilt.attachments.discard()
         return
     _inquiry_checked(document)
 

@@ -236,6 +236,13 @@ def _settle(document: Document, unpacking: Unpacking) -> None:
     with transaction.atomic():
         if not pipeline.settle(document, left_out=left_out, size=unpacking.unpacked):
             raise NotOurs
+        add_members(document, unpacking)
+
+
+def add_members(document: Document, unpacking: Unpacking) -> None:
+    """The rows of what was taken out of `document` (in the caller's transaction); those
+    waiting in quarantine are queued for their checks once it is committed."""
+    with transaction.atomic():
         series = {}
         rows = []
         now = timezone.now()
@@ -244,7 +251,7 @@ def _settle(document: Document, unpacking: Unpacking) -> None:
                 inquiry_id=document.inquiry_id,
                 parent=document,
                 original_name=member.name,
-                detected_type=member.kind or "zip",
+                detected_type=member.kind,
                 received_size=member.received_size,
             )
             if member.refusal:

@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import content_disposition_header
 from simple_history.admin import SimpleHistoryAdmin
 
+from .documents.messages import LEFT_OUT
 from .documents.types import sanitise_filename
 from .downloads import zipped
 from .emails import deliver
@@ -212,7 +213,7 @@ class ArchiveInline(ReadOnlyInline):
                 "<p>{}: {}{}</p>",
                 (
                     (
-                        why,
+                        LEFT_OUT.get(why, ("", why))[1].capitalize(),
                         ", ".join(names),
                         f" and {counts.get(why, 0) - len(names):,} more"
                         if counts.get(why, 0) > len(names)

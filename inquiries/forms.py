@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, transaction
 from django.db.models import Sum
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -202,8 +203,8 @@ class InquiryForm(forms.ModelForm):
             "iPhone), scans (TIFF, or DICOM from a scan disc), or a ZIP file of a scan disc. Up "
             f"to {settings.DOCUMENT_MAX_BYTES // mb} MB each and "
             f"{settings.DOCUMENTS_MAX_TOTAL_BYTES // mb} MB in all; a ZIP file up to "
-            f"{settings.DOCUMENT_ARCHIVE_MAX_BYTES // mb:,} MB. Photos of paper reports are "
-            "fine if every word can be read."
+            f"{filesizeformat(settings.DOCUMENT_ARCHIVE_MAX_BYTES)}. Photos of paper reports "
+            "are fine if every word can be read."
         )
         self.fields["consent"].label = CONSENT_TEXT
         privacy_link = format_html(

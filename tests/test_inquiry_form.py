@@ -42,7 +42,7 @@ def assert_refused(response, message: str, documents_dir, uploads_dir) -> str:
 def test_form_page_says_the_limits_and_types(client):
     html = client.get(FORM_URL).content.decode()
     assert "scans (TIFF, or DICOM from a scan disc), or a ZIP file of a scan disc" in html
-    assert "Up to 20 MB each and 100 MB in all; a ZIP file up to 1,024 MB" in html
+    assert "Up to 20 MB each and 100 MB in all; a ZIP file up to 1.0\xa0GB" in html
     # Nothing hides the files of a scan disc, which have no extension; a folder can be chosen.
     assert "accept=" not in html
     assert re.search(r'<input[^>]+name="folder"[^>]+webkitdirectory', html)

@@ -125,7 +125,13 @@ def _send_member(archive, index: int, info, options: dict, out) -> None:
     if not data:
         out.send(frame | {"left_out": "empty"})
         return
-    detected = types.detect(name, data[: types.HEAD_BYTES])
+    # Most members of a disc are scans, which say so at byte 128 (a disc's index is one too,
+    # and is told apart by its class).
+    head = data[: types.HEAD_BYTES]
+    if head[128:132] == b"DICM" and not types.DICOMDIR_CLASS.search(head, 128):
+        detected = types.Detected("dicom")
+    else:
+        detected = types.detect(name, head)
     if detected.kind is None:
         why = {"dicomdir": "index", "program": "program"}.get(detected.looks_like, "other")
         if detected.looks_like in NESTED:

@@ -228,12 +228,21 @@ def _rebuilt(dataset):
 
 
 def _copy(dataset, top: bool = True):
-    from pydicom.dataelem import DataElement
+    from pydicom.dataelem import DataElement, RawDataElement
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
     copy = Dataset()
-    for element in dataset:
+    for element in dataset.elements():
+        if isinstance(element, RawDataElement) and element.VR not in (None, "SQ"):
+            # Kept as read, bytes and all: decoding every value only to encode it again
+            # took most of the time a disc of hundreds of scans takes. Sequences are
+            # opened (their items are filtered too), and elements written without their
+            # value representation are decoded, which finds it.
+            if _standard(element, dataset, top):
+                copy[element.tag] = element
+            continue
+        element = dataset[element.tag]
         if not _standard(element, dataset, top):
             continue
         if element.VR == "SQ":
@@ -241,6 +250,10 @@ def _copy(dataset, top: bool = True):
         else:
             value = element.value
         copy.add(DataElement(element.tag, element.VR, value))
+    # Written as it was read, so that the bytes kept as read are written as they are.
+    implicit, little = dataset.original_encoding
+    if implicit is not None:
+        copy.set_original_encoding(implicit, little, dataset.original_character_set)
     return copy
 
 

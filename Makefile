@@ -111,9 +111,11 @@ test-deps: $(VENV)/.installed-dev nginx .cache/corpora/.downloaded
 
 # Benchmarks: wrk from Debian as the load generator, and a PostgreSQL server of their own.
 bench: $(VENV)/.installed-dev nginx
+	@command -v unzip >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq unzip; }
 	@command -v wrk >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq wrk; }
 	@test -x $(PG_BIN)/initdb || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq postgresql-15; }
-	@$(PY) bench/run.py; pages=$$?; $(PY) bench/documents.py && exit $$pages
+	@$(PY) bench/run.py; pages=$$?; $(PY) bench/documents.py; documents=$$?; \
+		$(PY) bench/archives.py && exit $$(( pages || documents ))
 
 # Refreshes the vendored Bootstrap stylesheet from its npm package.
 vendor:

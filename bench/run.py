@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+import urllib3
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -163,6 +164,36 @@ def submissions_per_second(site: str, reports: list[bytes], clients: int) -> flo
     return len(reports) / elapsed
 
 
+def plain_submissions_per_second(site: str, reports: list[bytes], clients: int) -> float:
+    """The same uploads through a plain Django FileField form that checks nothing
+    (bench/urls.py), as the price of safety's other side."""
+
+    def send(report: bytes) -> int:
+        family = Family(site)
+        family.get("/bench/plain-upload/")
+        fields = [
+            ("csrfmiddlewaretoken", family.cookies["csrftoken"]),
+            ("document", ("scan.pdf", report, "application/pdf")),
+        ]
+        body, content_type = urllib3.encode_multipart_formdata(fields)
+        response = family.http.request(
+            "POST",
+            site + "/bench/plain-upload/",
+            body=body,
+            headers={**family._headers(), "Content-Type": content_type},
+            redirect=False,
+        )
+        return response.status
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        statuses = list(pool.map(send, reports))
+    elapsed = time.perf_counter() - started
+    if set(statuses) != {302}:
+        raise RuntimeError(f"plain uploads failed: {sorted(set(statuses))}")
+    return len(reports) / elapsed
+
+
 def machine() -> dict:
     cpu = re.search(r"model name\s+:\s+(.+)", Path("/proc/cpuinfo").read_text())
     return {
@@ -237,10 +268,19 @@ def main() -> int:
                     ]
                     one = submissions_per_second(site, reports[:16], clients=1)
                     many = submissions_per_second(site, reports, clients=CLIENTS)
+                    # The price of safety: the same uploads, alternated in halves with the
+                    # form, through a plain Django form that checks and records nothing.
+                    ours, plain = [], []
+                    for half in (reports[: len(reports) // 2], reports[len(reports) // 2 :]):
+                        plain.append(plain_submissions_per_second(site, half, CLIENTS))
+                        ours.append(submissions_per_second(site, half, clients=CLIENTS))
                     figures["submissions"] = {
                         "one_client_per_s": one,
                         "sixteen_clients_per_s": many,
                         "ratio": many / one,
+                        "ours_per_s": statistics.median(ours),
+                        "plain_per_s": statistics.median(plain),
+                        "price_of_safety": statistics.median(ours) / statistics.median(plain),
                     }
         figures["queries"] = queries_per_page(env)
     figures["upload_memory"] = upload_memory.measure()
@@ -291,6 +331,10 @@ def rows(f: dict) -> list[tuple[str, str, str, str]]:
         ("Inquiries with a 1 MB PDF, PostgreSQL: 16 clients vs 1",
          f"{sub['sixteen_clients_per_s']:.1f} vs {sub['one_client_per_s']:.1f} per s",
          f"{sub['ratio']:.2f}", "", ""),
+        ("The price of safety: inquiries with a 1 MB PDF vs the same upload stored by a plain "
+         "Django FileField form, 16 clients",
+         f"{sub['ours_per_s']:.1f} vs {sub['plain_per_s']:.1f} per s",
+         f"{sub['price_of_safety']:.2f}", "", ""),
     ]  # fmt: skip
 
 
@@ -305,8 +349,10 @@ def report(figures: dict) -> None:
         "table": as_records(table),
     }
     out = ROOT / "bench" / "results.json"
-    if out.exists() and "documents" in json.loads(out.read_text()):
-        results["documents"] = json.loads(out.read_text())["documents"]
+    earlier = json.loads(out.read_text()) if out.exists() else {}
+    for part in ("documents", "archives"):
+        if part in earlier:
+            results[part] = earlier[part]
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nWritten to {out.relative_to(ROOT)} ({results['machine']['cores']} cores, "
           f"{results['machine']['cpu']}, {results['date']})")  # fmt: skip

@@ -452,3 +452,18 @@ def ten_bombs() -> list[tuple[str, bytes]]:
 def dicomdir_bytes() -> bytes:
     """The index of pydicom's copy of a scan disc."""
     return (PYDICOM_FILES / "dicomdirtests" / "DICOMDIR").read_bytes()
+
+
+def tiff_bytes(pages: int = 2, width: int = 850, height: int = 1100) -> bytes:
+    """A fax as a scanner writes it: black and white pages, CCITT group 4, 100 dots an inch."""
+    frames = []
+    for page in range(pages):
+        image = Image.new("1", (width, height), 1)
+        for row in range(100, height - 100, 40):
+            image.paste(0, (80, row + page * 3, width - 80 - page * 20, row + 8))
+        frames.append(image)
+    out = io.BytesIO()
+    frames[0].save(
+        out, "TIFF", compression="group4", dpi=(100, 100), save_all=True, append_images=frames[1:]
+    )
+    return out.getvalue()

@@ -11,10 +11,13 @@ import pytest
 from PIL import ExifTags, Image, ImageCms
 from pypdf import PdfReader
 
+from inquiries.documents.types import detect
+
 from .conftest import rebuild_bytes, rebuilt_bytes, refusal_code
 from .sample_files import (
     CATALOG,
     PAGE,
+    PYDICOM_FILES,
     big_png_bytes,
     dicom_bytes,
     heic_bytes,
@@ -314,3 +317,90 @@ def test_a_reason_no_longer_known_still_reads_as_a_sentence():
     from inquiries.documents.messages import refusal
 
     assert refusal("no-such-reason", "scan.pdf").startswith("“scan.pdf” seems to be damaged")
+
+
+# Real scans as scanners and archives write them, from pydicom's own test files
+
+
+def same_image(copy, original) -> bool:
+    """Whether the copy holds the original's image: the same bytes, each frame cut after its
+    end marker at most (there is no NumPy here to decode them)."""
+    from pydicom.encaps import generate_frames
+
+    frames = int(original.get("NumberOfFrames") or 1)
+    if not original.file_meta.TransferSyntaxUID.is_compressed:
+        return original.PixelData.startswith(copy.PixelData) and len(copy.PixelData) > 0
+    kept = list(generate_frames(copy.PixelData, number_of_frames=frames))
+    sent = list(generate_frames(original.PixelData, number_of_frames=frames))
+
+    def image_of(frame: bytes) -> bytes:
+        end = frame.rfind(b"\xff\xd9")  # JPEG and JPEG 2000 end there; RLE has no marker
+        return frame[: end + 2] if frame.startswith((b"\xff\xd8", b"\xff\x4f")) else frame
+
+    return len(kept) == len(sent) == frames and all(
+        image_of(whole).startswith(image_of(part)) and len(part) > len(whole) - 16
+        for part, whole in zip(kept, sent, strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "JPEG2000.dcm",  # JPEG 2000
+        "MR_small_RLE.dcm",  # RLE
+        "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS
+        "JPEG-lossy.dcm",  # JPEG
+        "SC_rgb_rle_2frame.dcm",  # RLE, two frames
+    ],
+)
+def test_a_real_compressed_scan_with_padding_and_a_signature_after_its_image_is_accepted(name):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    original = pydicom.dcmread(PYDICOM_FILES / name)
+    dataset = pydicom.dcmread(PYDICOM_FILES / name)
+    signature = Dataset()
+    signature.MACIDNumber = 1
+    signature.DigitalSignatureUID = "1.2.3.4"
+    signature.Signature = b"\x01" * 64
+    dataset.DigitalSignaturesSequence = Sequence([signature])
+    dataset.add_new(0xFFFCFFFC, "OB", bytes(512))  # trailing padding, as archives add
+    out = io.BytesIO()
+    dataset.save_as(out, enforce_file_format=True)
+    copy = pydicom.dcmread(io.BytesIO(rebuilt_bytes("dicom", out.getvalue())))
+    assert "DigitalSignaturesSequence" not in copy and 0xFFFCFFFC not in copy
+    assert copy.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+    assert same_image(copy, original)
+
+
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [
+        ("liver_1frame.dcm", "a segmentation"),
+        ("test-SR.dcm", "a structured report, sequences nested many levels deep"),
+        ("image_dfl.dcm", "the deflated transfer syntax"),
+        ("MR_small_bigendian.dcm", "big-endian"),
+        ("ExplVR_BigEndNoMeta.dcm", "big-endian with no preamble nor file meta group"),
+        ("rtstruct.dcm", "implicit VR with no preamble nor file meta group"),
+        ("MR_small_padded.dcm", "trailing padding after its image"),
+    ],
+)
+def test_a_real_scan_as_written_by_scanners_and_archives_is_accepted(name, what):
+    original = pydicom.dcmread(PYDICOM_FILES / name, force=True)
+    copy = pydicom.dcmread(io.BytesIO(rebuilt_bytes("dicom", (PYDICOM_FILES / name).read_bytes())))
+    assert copy.preamble == bytes(128)
+    assert copy.SOPInstanceUID == original.SOPInstanceUID
+    assert 0xFFFCFFFC not in copy
+    if "PixelData" in original:
+        assert same_image(copy, original)
+    # The sequences before the image are kept, item by item.
+    for element in original:
+        if element.VR == "SQ" and not element.tag.is_private:
+            assert len(copy[element.tag].value) == len(element.value)
+
+
+def test_a_real_file_that_is_no_scan_at_all_is_still_refused():
+    # pydicom's saved JSON of a data set, and its ICC profile, renamed as scans.
+    for name in ("test1.json", "crayons.icc"):
+        data = (PYDICOM_FILES / name).read_bytes()
+        assert detect("scan.dcm", data[:4096]).kind is None

@@ -1,9 +1,11 @@
 """A family sends an inquiry with medical reports: what they see, what is stored, what is sent."""
 
 import hashlib
+import io
 import re
 import stat
 import uuid
+import zipfile
 from datetime import timedelta
 
 import pytest
@@ -16,7 +18,17 @@ from django.utils import timezone
 from inquiries.models import CONSENT_TEXT, CONSENT_VERSION, Document, Inquiry, Notification
 
 from .conftest import files_in
-from .sample_files import dicomdir_bytes, large_pdf, pdf_bytes
+from .sample_files import (
+    PYDICOM_FILES,
+    dicom_bytes,
+    dicomdir_bytes,
+    heic_bytes,
+    jpeg_bytes,
+    large_pdf,
+    pdf_bytes,
+    png_bytes,
+    tiff_bytes,
+)
 from .servers import PATIENT, form_data
 from .support import FORM_URL, pdf, photo, send
 
@@ -662,3 +674,54 @@ def test_an_other_sendings_kept_files_cannot_be_taken(client, documents_dir):
     names = list(Inquiry.objects.get().documents.values_list("original_name", flat=True))
     assert names == ["blood-count.jpg"]
     assert HeldFile.objects.get() == theirs
+
+
+# The bytes decide a file's type; the name is only a hint
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "kind"),
+    [
+        ("photo.jfif", lambda: jpeg_bytes(320, 240), "jpeg"),
+        ("photo.jpe", lambda: jpeg_bytes(320, 240), "jpeg"),
+        ("photo.hif", lambda: heic_bytes(), "heic"),
+        ("photo.heif", lambda: heic_bytes(), "heic"),
+        ("chart.jpg", lambda: png_bytes(), "png"),  # a PNG named as a JPEG is a PNG
+        ("IM000001", lambda: dicom_bytes(), "dicom"),  # a disc's scan, with no extension
+        ("report", lambda: pdf_bytes(), "pdf"),
+        ("scan.dcm", lambda: (PYDICOM_FILES / "rtstruct.dcm").read_bytes(), "dicom"),
+        ("fax.tif", lambda: tiff_bytes(pages=3), "tiff"),
+    ],
+)
+def test_a_file_is_taken_for_what_its_bytes_are(
+    client, documents_dir, django_capture_on_commit_callbacks, name, make, kind
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = send(client, documents=[SimpleUploadedFile(name, make())])
+    assert response.status_code == 302
+    document = Document.objects.get()
+    assert (document.detected_type, document.state) == (kind, "accepted")
+    if kind == "tiff":
+        assert (document.content_type, document.pages) == ("application/pdf", 3)
+
+
+def test_a_zip_file_over_its_limit_is_refused_while_it_arrives(client, settings, uploads_dir):
+    settings.DOCUMENT_ARCHIVE_MAX_BYTES = 64 * 1024
+    disc = io.BytesIO()
+    with zipfile.ZipFile(disc, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("IM000001", b"\x01" * 100 * 1024)
+    response = send(client, documents=[SimpleUploadedFile("disc.zip", disc.getvalue())])
+    assert response.status_code == 400
+    assert "“disc.zip” is larger than 0.0625 MB, more than a scan disc holds" in (
+        response.content.decode()
+    )
+    assert Inquiry.objects.count() == 0 and files_in(uploads_dir) == []
+
+
+def test_a_folder_with_more_files_than_a_disc_may_hold_is_refused_at_once(client, settings):
+    settings.DOCUMENT_ARCHIVE_MAX_MEMBERS = 3
+    folder = [SimpleUploadedFile(f"DISC/IM00000{n}", dicom_bytes()) for n in range(4)]
+    response = send(client, documents=[], folder=folder)
+    assert response.status_code == 400
+    assert "holds more than 3 files" in response.content.decode()
+    assert Inquiry.objects.count() == 0

@@ -128,8 +128,12 @@ class InquiryQuerySet(models.QuerySet):
         """Accepted and unchecked documents and undelivered emails per inquiry, in the same
         query (admin list)."""
         return self.annotate(
+            # A ZIP file counts by what came out of it.
             document_count=Count(
-                "documents", filter=Q(documents__state=Document.State.ACCEPTED), distinct=True
+                "documents",
+                filter=Q(documents__state=Document.State.ACCEPTED)
+                & ~Q(documents__detected_type="zip"),
+                distinct=True,
             ),
             unchecked_count=Count(
                 "documents",

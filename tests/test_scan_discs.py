@@ -419,3 +419,25 @@ def test_a_file_attached_to_a_pdf_is_taken_out_and_checked_on_its_own(
     assert "Files attached to it, each checked on its own:" in html
     assert "scan-of-the-referral.jpg" in html
     assert "“setup.exe” is not a type of file we can accept" in html
+
+
+def test_a_member_larger_than_allowed_is_refused_alone(
+    client, settings, documents_dir, django_capture_on_commit_callbacks
+):
+    settings.DOCUMENT_ARCHIVE_MEMBER_MAX_BYTES = 3_000
+    big, small = (
+        max(SCANS, key=lambda p: p.stat().st_size),
+        min(SCANS, key=lambda p: p.stat().st_size),
+    )
+    assert big.stat().st_size > 3_000 > small.stat().st_size
+    data = zip_of([("DISC/IM000001", small.read_bytes()), ("DISC/IM000002", big.read_bytes())])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = send(client, documents=[SimpleUploadedFile("disc.zip", data)])
+    members = Document.objects.filter(parent__isnull=False)
+    assert dict(members.values_list("original_name", "refusal")) == {
+        "IM000001": "",
+        "IM000002": "too_large_member",
+    }
+    html = client.get(response.url).content.decode()
+    assert "“IM000002” is larger than 0.00286102 MB, more than we take out of a ZIP file" in html
+    assert len(files_in(documents_dir)) == 1

@@ -115,7 +115,7 @@ def _send_member(archive, index: int, info, options: dict, out) -> None:
         out.send(frame | {"left_out": why})
         return
     if info.file_size > options["max_member_bytes"]:
-        out.send(frame | {"refused": "too_large"})
+        out.send(frame | {"refused": "too_large_member"})
         return
     try:
         data = _read(archive, info)

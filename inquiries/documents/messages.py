@@ -14,6 +14,8 @@ REFUSALS = {
     "example a PDF saved at a lower quality.",
     "too_large_archive": "“{name}” is larger than {archive_limit}, more than a scan disc holds. "
     "Please send the most recent scans first; we can ask for the rest later.",
+    "too_large_member": "“{name}” is larger than {member_limit_size}, more than we take out of a "
+    "ZIP file. Please ask the hospital for a copy of this scan on its own.",
     "too_large_total": "Together your files are larger than {total_limit}, so “{name}” was not "
     "received. Please send fewer files now; we can ask for the rest later.",
     "mismatch": "“{name}” does not look like {label}, although its name says so. Please send "
@@ -108,6 +110,7 @@ def refusal(code: str, name: str, label: str = "", looks_like: str = "") -> str:
         file_limit=f"{settings.DOCUMENT_MAX_BYTES / MB:g} MB",
         total_limit=f"{settings.DOCUMENTS_MAX_TOTAL_BYTES / MB:g} MB",
         archive_limit=f"{settings.DOCUMENT_ARCHIVE_MAX_BYTES / MB:g} MB",
+        member_limit_size=f"{settings.DOCUMENT_ARCHIVE_MEMBER_MAX_BYTES / MB:g} MB",
         pixel_limit=settings.DOCUMENT_IMAGE_MAX_PIXELS,
         page_limit=settings.DOCUMENT_PDF_MAX_PAGES,
     )

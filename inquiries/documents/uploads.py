@@ -60,7 +60,7 @@ class FolderArchive:
         if not self.over and self.size > settings.DOCUMENT_ARCHIVE_MAX_BYTES:
             self.over = "too_large_archive"
         if self.over:
-            self.writing = None
+            self.end_member()
             return
         self.writing.write(data)
 
@@ -72,7 +72,7 @@ class FolderArchive:
     def received(self) -> ReceivedFile:
         """The ZIP file, complete, as if the family had sent it."""
         if self.over:
-            self.file.close()
+            self.close()
             kept = io.BytesIO()
         else:
             self.zip.close()
@@ -84,6 +84,12 @@ class FolderArchive:
         return ReceivedFile(kept, name, self.size, head, self.over)
 
     def close(self) -> None:
+        """Drops the ZIP file (closed first, so that nothing is left to close it later)."""
+        try:
+            self.end_member()
+            self.zip.close()
+        except (ValueError, OSError):
+            pass  # a file the disk could not take: it is dropped all the same
         self.file.close()
 
 

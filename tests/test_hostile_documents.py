@@ -5,6 +5,7 @@ limits. A checker that looks for known names can always be missed; these pass be
 nothing of the original file travels on."""
 
 import io
+import struct
 import time
 import zipfile
 
@@ -413,3 +414,53 @@ def test_a_scan_carries_no_archive_no_address_and_nothing_after_its_frames():
     compressed["PixelData"].VR = "OB"
     stored = rebuilt_bytes("dicom", dicom_from(compressed))
     assert b"hidden after the end" not in stored
+
+
+# Elements a second reader reads otherwise than pydicom (found by attacking the raw copy)
+
+
+def _element(group: int, number: int, vr: bytes, value: bytes, long: bool = False) -> bytes:
+    if long:
+        return struct.pack("<HH2sHI", group, number, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", group, number, vr, len(value)) + value
+
+
+def _before_the_image(raw: bytes) -> bytes:
+    scan = dicom_bytes()
+    at = scan.index(struct.pack("<HH", 0x7FE0, 0x0010) + b"OB")
+    return scan[:at] + raw + scan[at:]
+
+
+HIDDEN = _element(0x0009, 0x0010, b"LO", b"EVILCORP") + _element(
+    0x0009, 0x1000, b"OB", WINDOWS_EXE, long=True
+)
+
+
+def _unknown_kind_of_value() -> bytes:
+    # Patient Comments with the unknown VR "ZZ": pydicom reads a 2-byte length, the
+    # standard (and DCMTK) a reserved field and a 4-byte one, so the value is elements.
+    return _before_the_image(_element(0x0010, 0x4000, b"ZZ", struct.pack("<I", 0) + HIDDEN))
+
+
+def _declared_implicit_written_explicit() -> bytes:
+    def implicit(group: int, number: int, value: bytes) -> bytes:
+        return struct.pack("<HHI", group, number, len(value)) + value
+
+    body = implicit(0x0009, 0x0010, b"EVILCORP") + implicit(0x0009, 0x1000, WINDOWS_EXE)
+    item = struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body
+    # Referenced Series Sequence written as text, in a file whose meta says implicit VR:
+    # read back by the dictionary, the text is a sequence of private elements.
+    data = _before_the_image(_element(0x0008, 0x1115, b"UT", item, long=True))
+    return data.replace(b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.1.2\x00\x00\x00")
+
+
+@pytest.mark.parametrize("make", [_unknown_kind_of_value, _declared_implicit_written_explicit])
+def test_a_value_another_reader_would_read_as_elements_is_not_copied(make):
+    data = make()
+    assert WINDOWS_EXE in data
+    stored = rebuilt_bytes("dicom", data)
+    assert WINDOWS_EXE[:16] not in stored and b"EVILCORP" not in stored
+    copy = pydicom.dcmread(io.BytesIO(stored))
+    assert not any(element.tag.is_private for element in copy.iterall())
+    # Read as every reader reads it: by the dictionary, the way it was checked.
+    assert copy.file_meta.TransferSyntaxUID.is_implicit_VR == copy.original_encoding[0]

@@ -180,7 +180,7 @@ def _check_inflated_size(data: bytes, limit: int) -> None:
 
 
 def _standard(element, dataset, top: bool) -> bool:
-    from pydicom.datadict import dictionary_has_tag, repeater_has_tag
+    from pydicom.datadict import dictionary_has_tag, dictionary_VR, repeater_has_tag
 
     tag = element.tag
     if (
@@ -189,6 +189,18 @@ def _standard(element, dataset, top: bool) -> bool:
         or element.VR == "UR"
         or not (dictionary_has_tag(tag) or repeater_has_tag(tag))
     ):
+        return False
+    # Only with the value representation the standard gives the tag: a reader that takes
+    # it from the dictionary (an implicit-VR file, or one that knows better) would read
+    # text written as anything else as the elements of a sequence, or the other way round,
+    # and an unknown kind is read with another length by each reader.
+    if element.VR not in dictionary_VR(tag).split(" or "):
+        return False
+    # Nothing but a sequence or the image data may run to an end marker.
+    undefined = getattr(element, "is_undefined_length", False) or (
+        getattr(element, "length", 0) == 0xFFFFFFFF
+    )
+    if undefined and element.VR != "SQ" and int(tag) != PIXEL_DATA:
         return False
     if element.VR not in BINARY_VRS:
         return True
@@ -220,11 +232,32 @@ def _rebuilt(dataset):
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = dataset.SOPClassUID
     meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-    meta.TransferSyntaxUID = dataset.file_meta.TransferSyntaxUID
+    meta.TransferSyntaxUID = _syntax_as_read(dataset)
     meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
     rebuilt.file_meta = meta
     rebuilt.preamble = bytes(128)
     return rebuilt
+
+
+def _syntax_as_read(dataset):
+    """The transfer syntax the copy is written in: the one declared, unless the data set was
+    written otherwise (some writers declare implicit VR and write explicit, or the other
+    way round), in which case the one it was read in, so that every reader reads the copy
+    as it was checked."""
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    declared = dataset.file_meta.TransferSyntaxUID
+    read = dataset.original_encoding
+    if None in read or (declared.is_implicit_VR, declared.is_little_endian) == read:
+        return declared
+    if declared.is_compressed or declared.is_deflated:
+        raise Refused("damaged")  # compressed image data in a data set written otherwise
+    implicit, little = read
+    if implicit and not little:
+        raise Refused("damaged")
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little else ExplicitVRBigEndian
 
 
 def _copy(dataset, top: bool = True):

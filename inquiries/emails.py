@@ -21,15 +21,13 @@ logger = logging.getLogger(__name__)
 
 def build_message(notification: Notification) -> EmailMessage:
     inquiry = notification.inquiry
-    documents = inquiry.documents.all()
+    # A ZIP file counts by the files taken out of it, as on the thank-you page.
+    documents = inquiry.documents.counted()
     context = {
         "inquiry": inquiry,
         "admin_url": settings.SITE_URL + inquiry.get_admin_url(),
         # How many, never which: a file's name can itself be health data.
-        # A ZIP file counts by the files taken out of it.
-        "accepted": documents.filter(state=Document.State.ACCEPTED)
-        .exclude(detected_type="zip")
-        .count(),
+        "accepted": documents.filter(state=Document.State.ACCEPTED).count(),
         "refused": documents.filter(state=Document.State.REFUSED).count(),
     }
     if notification.kind == Notification.Kind.RECEIPT:

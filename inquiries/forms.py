@@ -311,7 +311,9 @@ class InquiryForm(forms.ModelForm):
         members = [m for m in self.cleaned_data["folder"] if isinstance(m, FolderMember)]
         if not members:
             return []
-        return [members[0].archive.received()]
+        folder = members[0].archive.received()
+        folder.kind = "zip"
+        return [folder]
 
     def clean_documents(self) -> list[UploadedFile]:
         """What can be known of the files at once: their number, sizes and types (from
@@ -355,6 +357,9 @@ class InquiryForm(forms.ModelForm):
         if detected.kind is None:
             logger.info("Document refused at once (%s)", detected.looks_like or "unknown type")
             return refusal("type", name, looks_like=detected.looks_like)
+        # What arrived under a ZIP file's larger limits must be one.
+        if detected.kind != "zip" and upload.size > settings.DOCUMENT_MAX_BYTES:
+            return refusal("too_large", name)
         upload.kind = detected.kind
         return None
 
@@ -362,8 +367,11 @@ class InquiryForm(forms.ModelForm):
         cleaned = super().clean()
         folder = cleaned.get("folder") or []
         for upload in folder:
-            if problem := self._upload_problem(upload):
+            # A ZIP file the form made: only its size can be wrong.
+            upload.shown_name = upload.name
+            if upload.over:
                 upload.close()
+                problem = refusal(upload.over, upload.name)
                 self.add_error("folder", ValidationError(problem, code="document"))
             else:
                 self._passed.append(upload)
@@ -423,6 +431,8 @@ class InquiryForm(forms.ModelForm):
         again. Nothing is an inquiry's yet."""
         submission = self._submission_id()
         passed = list({id(upload): upload for upload in self._passed}.values())
+        if self.has_error("website"):
+            passed = []  # a bot's: nothing of it is kept
         held_bytes = HeldFile.objects.aggregate(total=Sum("received_size"))["total"] or 0
         incoming = sum(upload.size for upload in passed)
         if (

@@ -358,6 +358,11 @@ class DocumentQuerySet(models.QuerySet):
     def accepted(self) -> "DocumentQuerySet":
         return self.filter(state=Document.State.ACCEPTED)
 
+    def counted(self) -> "DocumentQuerySet":
+        """The files, as a family counts them: a ZIP file by what came out of it (unless it
+        was refused whole), and whatever came out of a PDF."""
+        return self.exclude(detected_type="zip", state=Document.State.ACCEPTED)
+
     def not_in_series(self) -> "DocumentQuerySet":
         """Everything but the images of a scan series, which are shown by series."""
         return self.filter(series__isnull=True)
@@ -461,9 +466,10 @@ class Document(models.Model):
 
     def unpacked(self) -> dict:
         """For a ZIP file: what came out of it (its members prefetched, ideally)."""
-        members = list(self.members.all())
-        images = [m for m in members if m.series_id and m.state == self.State.ACCEPTED]
-        shown = [m for m in members if m not in images]
+        images, shown = [], []
+        for member in self.members.all():
+            is_image = member.series_id and member.state == self.State.ACCEPTED
+            (images if is_image else shown).append(member)
         counts = self.left_out.get("counts", {}) if isinstance(self.left_out, dict) else {}
         summary = archive_summary(
             len(images), len({m.series_id for m in images}), len(shown), counts

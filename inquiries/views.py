@@ -150,7 +150,9 @@ def thank_you(request: HttpRequest) -> HttpResponse:
         "checking": checking,
         "slow": slow,
         "refresh": checking and not slow and request.GET.get("refresh") != "off",
-        "refused": sum(file.state == file.State.REFUSED for file in files),
+        # Counted as the family counts files: a disc by its scans.
+        "refused": documents.counted().filter(state=Document.State.REFUSED).count(),
+        "sent": documents.counted().count(),
     }
     return render(request, "inquiries/thank_you.html", context)
 

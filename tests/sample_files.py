@@ -454,8 +454,11 @@ def dicomdir_bytes() -> bytes:
     return (PYDICOM_FILES / "dicomdirtests" / "DICOMDIR").read_bytes()
 
 
-def tiff_bytes(pages: int = 2, width: int = 850, height: int = 1100) -> bytes:
-    """A fax as a scanner writes it: black and white pages, CCITT group 4, 100 dots an inch."""
+def tiff_bytes(
+    pages: int = 2, width: int = 850, height: int = 1100, dpi: tuple[int, int] = (100, 100)
+) -> bytes:
+    """A fax as a scanner writes it: black and white pages, CCITT group 4, 100 dots an inch
+    (or a fax machine's 204 across by 98 down)."""
     frames = []
     for page in range(pages):
         image = Image.new("1", (width, height), 1)
@@ -464,6 +467,6 @@ def tiff_bytes(pages: int = 2, width: int = 850, height: int = 1100) -> bytes:
         frames.append(image)
     out = io.BytesIO()
     frames[0].save(
-        out, "TIFF", compression="group4", dpi=(100, 100), save_all=True, append_images=frames[1:]
+        out, "TIFF", compression="group4", dpi=dpi, save_all=True, append_images=frames[1:]
     )
     return out.getvalue()

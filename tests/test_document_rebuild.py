@@ -404,3 +404,21 @@ def test_a_real_file_that_is_no_scan_at_all_is_still_refused():
     for name in ("test1.json", "crayons.icc"):
         data = (PYDICOM_FILES / name).read_bytes()
         assert detect("scan.dcm", data[:4096]).kind is None
+
+
+def test_a_fax_of_unequal_resolution_keeps_the_shape_of_its_paper():
+    # A fax machine's "normal" resolution: 204 dots an inch across, 98 down; a US Letter page
+    # of 8.5 by 11 inches is 1,728 by 1,078 dots.
+    from .sample_files import tiff_bytes
+
+    fax = tiff_bytes(pages=2, width=1728, height=1078, dpi=(204, 98))
+    rebuilt = rebuild_bytes("tiff", fax)
+    with rebuilt.content:
+        rebuilt.content.seek(0)
+        pages = PdfReader(rebuilt.content).pages
+        sizes = [(float(p.mediabox.width) / 72, float(p.mediabox.height) / 72) for p in pages]
+    assert rebuilt.pages == len(sizes) == 2
+    for width, height in sizes:
+        assert width == pytest.approx(8.47, abs=0.05)
+        # The page, and the line under it that says it is a copy.
+        assert 11.0 <= height <= 11.4

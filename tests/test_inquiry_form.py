@@ -637,7 +637,13 @@ def test_a_kept_file_the_family_removes_is_not_sent_and_is_deleted(
 def test_a_file_of_no_accepted_type_is_refused_at_once_and_the_good_one_kept(client):
     from inquiries.models import HeldFile
 
-    notes = SimpleUploadedFile("notes.docx", b"PK\x03\x04" + b"[Content_Types].xml word/" * 20)
+    document = io.BytesIO()
+    with zipfile.ZipFile(document, "w", zipfile.ZIP_DEFLATED) as word:
+        # The members a Word document starts with.
+        word.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
+        word.writestr("_rels/.rels", '<?xml version="1.0"?><Relationships/>')
+        word.writestr("word/document.xml", "<w:document/>")
+    notes = SimpleUploadedFile("notes.docx", document.getvalue())
     response = send(client, documents=[notes, photo()])
     assert response.status_code == 400
     html = response.content.decode()
@@ -725,3 +731,11 @@ def test_a_folder_with_more_files_than_a_disc_may_hold_is_refused_at_once(client
     assert response.status_code == 400
     assert "holds more than 3 files" in response.content.decode()
     assert Inquiry.objects.count() == 0
+
+
+def test_a_bots_files_are_never_held(client, quarantine_dir):
+    from inquiries.models import HeldFile
+
+    response = send(client, website="https://spam.example", consent=None)
+    assert response.status_code == 400
+    assert not HeldFile.objects.exists() and files_in(quarantine_dir) == []

@@ -162,7 +162,8 @@ def test_a_folder_chosen_with_the_folder_picker_is_sent_as_one_zip_file(
 ):
     # What a browser sends for <input webkitdirectory>: every file of the folder, under the
     # field's name, each named by its path (which Django keeps only the last part of).
-    folder = [
+    # The discharge letter comes first: the folder is still a ZIP file of a disc.
+    folder = [SimpleUploadedFile("DISC/A-LETTER.pdf", pdf_bytes(pages=1))] + [
         SimpleUploadedFile(f"DISC/{path.relative_to(DISC)}", path.read_bytes())
         for path in sorted(DISC.rglob("*"))
         if path.is_file()
@@ -175,7 +176,7 @@ def test_a_folder_chosen_with_the_folder_picker_is_sent_as_one_zip_file(
     assert archive.detected_type == "zip"
     assert archive.original_name == f"Folder of {len(folder)} files"
     accepted = inquiry.documents.filter(parent=archive, state="accepted")
-    assert accepted.count() == len(SCANS)
+    assert accepted.count() == len(SCANS) + 1
     assert files_in(quarantine_dir) == files_in(uploads_dir) == []
 
 
@@ -345,6 +346,8 @@ def test_an_archive_inside_an_archive_is_refused_with_a_sentence_the_rest_kept(
     states = dict(members.values_list("original_name", "state"))
     assert states == {"IM000001": "accepted", "more-scans.zip": "refused"}
     html = client.get(response.url).content.decode()
+    # Counted as the family counts files: the two in the disc.
+    assert "We could not accept 1 of your 2 files" in html
     assert "“more-scans.zip” is a ZIP file inside another one" in html
     assert "Please send it on its own" in html
     assert len(files_in(documents_dir)) == 1
@@ -385,10 +388,17 @@ def test_a_scan_that_brings_the_unpacking_down_costs_only_that_scan(
 
 def _pdf_with_attachments(*attachments: tuple[str, bytes]) -> bytes:
     from pypdf import PdfReader, PdfWriter
+    from pypdf.generic import NameObject
 
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_bytes(pages=1))))
     for name, data in attachments:
         writer.add_attachment(name, data)
+    # Compressed, as PDF writers store attachments.
+    for number in range(len(writer._objects)):
+        stream = writer._objects[number]
+        if getattr(stream, "get", None) and stream.get("/Type") == "/EmbeddedFile":
+            writer._objects[number] = stream.flate_encode()
+            writer._objects[number][NameObject("/Type")] = NameObject("/EmbeddedFile")
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -409,7 +419,8 @@ def test_a_file_attached_to_a_pdf_is_taken_out_and_checked_on_its_own(
     taken_out = {d.original_name: d for d in Document.objects.filter(parent=referral)}
     assert taken_out["scan-of-the-referral.jpg"].state == "accepted"
     assert taken_out["scan-of-the-referral.jpg"].content_type == "image/jpeg"
-    assert (taken_out["setup.exe"].state, taken_out["setup.exe"].refusal) == ("refused", "type")
+    refused = taken_out["setup.exe"]
+    assert (refused.state, refused.refusal) == ("refused", "attachment_type")
     # The rebuilt PDF carries no attachment; the program is nowhere.
     stored = files_in(documents_dir)
     assert len(stored) == 2 and not any(b"MZ\x90" in path.read_bytes() for path in stored)
@@ -418,7 +429,7 @@ def test_a_file_attached_to_a_pdf_is_taken_out_and_checked_on_its_own(
     html = client.get(response.url).content.decode()
     assert "Files attached to it, each checked on its own:" in html
     assert "scan-of-the-referral.jpg" in html
-    assert "“setup.exe” is not a type of file we can accept" in html
+    assert "A file attached to your PDF, “setup.exe”, is of a kind we cannot accept" in html
 
 
 def test_a_member_larger_than_allowed_is_refused_alone(
@@ -441,3 +452,26 @@ def test_a_member_larger_than_allowed_is_refused_alone(
     html = client.get(response.url).content.decode()
     assert "“IM000002” is larger than 0.00286102 MB, more than we take out of a ZIP file" in html
     assert len(files_in(documents_dir)) == 1
+
+
+def test_attachments_past_their_total_are_refused_and_a_pdf_from_a_disc_keeps_its_own(
+    client, settings, documents_dir, quarantine_dir, django_capture_on_commit_callbacks
+):
+    settings.DOCUMENT_MAX_BYTES = 200_000
+    # Three attachments of 90 KB each, which compress to little: the third would pass the
+    # 200 KB that all of them together may come to, though the letter is far smaller.
+    parts = [(f"scan-{n}.pdf", pdf_bytes(pages=1) + bytes(90_000)) for n in range(3)]
+    letter = _pdf_with_attachments(*parts)
+    assert len(letter) < 100_000
+    with django_capture_on_commit_callbacks(execute=True):
+        send(client, documents=[SimpleUploadedFile("referral.pdf", letter)])
+    referral = Document.objects.get(parent=None)
+    refusals = dict(referral.members.values_list("original_name", "refusal"))
+    assert refusals == {"scan-0.pdf": "", "scan-1.pdf": "", "scan-2.pdf": "too_large"}
+    Document.objects.all().delete()
+
+    disc = zip_of([("DISC/REPORT/referral.pdf", _pdf_with_attachments(parts[0]))])
+    with django_capture_on_commit_callbacks(execute=True):
+        send(client, documents=[SimpleUploadedFile("disc.zip", disc)])
+    letter = Document.objects.get(original_name="referral.pdf", state="accepted")
+    assert not letter.members.exists()

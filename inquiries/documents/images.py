@@ -95,14 +95,21 @@ def _tiff_pages(image, options: dict, out) -> dict:
         page = image if image.mode != "1" else image.convert("L")
         page = _flat(_in_srgb(page, image.info.get("icc_profile")), keep_alpha=False)
         page = page.convert("RGB")
-        # Pixels per point (a point is 1/72 inch), from the scan's resolution (a fax's may
-        # differ across and down: the page keeps its shape by the first).
-        dpi = image.info.get("dpi") or (150, 150)
+        # Pixels per point (a point is 1/72 inch), from the scan's resolution. A fax's
+        # differs across and down (204 by 98 dots an inch): its lines are stretched to
+        # square pixels, or the page would come out half as tall as the paper.
         try:
-            scale = float(dpi[0]) / 72
-        except (TypeError, ValueError, IndexError):
-            scale = 150 / 72
-        scale = scale if 0.5 <= scale <= 10 else 150 / 72
+            across, down = (float(value) for value in image.info.get("dpi") or (150, 150))
+        except (TypeError, ValueError):
+            across = down = 150.0
+        if not (36 <= across <= 720 and 36 <= down <= 720):
+            across = down = 150.0
+        if abs(across - down) > 1:
+            height = max(1, round(page.height * across / down))
+            if page.width * height > options["max_pixels"]:
+                raise Refused("too_many_pixels")
+            page = page.resize((page.width, height))
+        scale = across / 72
         fit = (options["max_page_pixels"] / (page.width * page.height)) ** 0.5 * 0.99
         if fit < 1:
             page = page.resize((max(1, int(page.width * fit)), max(1, int(page.height * fit))))

@@ -54,6 +54,9 @@ REFUSALS = {
     "send it on its own, with the same form.",
     "archive_nothing": "We found no scan, PDF or photo in “{name}”. If it is a copy of a scan "
     "disc, please make the ZIP file from the whole disc.",
+    "attachment_type": "A file attached to your PDF, “{name}”, is of a kind we cannot accept, "
+    "so we left it out; the PDF itself was received. If that file matters, please send it on "
+    "its own, as a PDF or a photo.",
     "check_failed": "We could not finish checking “{name}”. Please send it again, or another "
     "copy of it.",
 }

@@ -80,9 +80,12 @@ def _send_attachments(document, options: dict, out) -> None:
     from .archives import _send_parts
     from .types import HEAD_BYTES, detect, sanitise_filename
 
+    total = 0
     for index, (name, data) in enumerate(_attachments(document, options)):
         frame = {"member": index, "name": sanitise_filename(name or "attachment")}
-        if data is None:
+        if data is not None:
+            total += len(data)
+        if data is None or total > options["max_attachments_bytes"]:
             out.send(frame | {"refused": "too_large"})
             continue
         if not data:
@@ -90,7 +93,7 @@ def _send_attachments(document, options: dict, out) -> None:
             continue
         kind = detect(frame["name"], data[:HEAD_BYTES]).kind
         if kind in (None, "zip"):
-            out.send(frame | {"refused": "type" if kind is None else "archive_nested"})
+            out.send(frame | {"refused": "attachment_type"})
             continue
         _send_parts(out, frame | {"kind": kind, "raw": True}, data)
 

@@ -171,8 +171,15 @@ def _rebuilt_pages(kind: str, source: IO[bytes], take_out: bool = False) -> Rebu
         "attachments": take_out,
         "max_attachments": settings.DOCUMENT_MAX_FILES * 2,
         "max_attachment_bytes": settings.DOCUMENT_MAX_BYTES,
+        # All of them together: a small PDF can carry gigabytes of attachments that
+        # compress to nothing.
+        "max_attachments_bytes": settings.DOCUMENT_MAX_BYTES,
     }
-    attachments = Unpacking(max_member_bytes=settings.DOCUMENT_MAX_BYTES)
+    attachments = Unpacking(
+        max_member_bytes=settings.DOCUMENT_MAX_BYTES,
+        max_total_bytes=settings.DOCUMENT_MAX_BYTES,
+        rewritten_scans=False,
+    )
 
     def on_frame(header: dict, payload: bytes) -> None:
         if "member" in header:
@@ -294,9 +301,10 @@ def _rebuild_original(document: Document) -> tuple[str, Rebuilt | None]:
     """("", the rebuilt copy), or (the reason it is refused, None)."""
     try:
         with _original(document) as source:
-            # A PDF sent by the family, or found on their disc, gives up its attachments;
-            # one taken out of another PDF keeps its own (no PDF in a PDF in a PDF…).
-            take_out = document.parent_id is None or document.parent.detected_type == "zip"
+            # A PDF the family sent gives up its attachments; one taken out of a ZIP file
+            # or of another PDF keeps its own, which bounds what one file can make of
+            # itself (a disc of PDFs of attachments…).
+            take_out = document.parent_id is None
             return "", rebuild(document.detected_type, source, take_out=take_out)
     except sandbox.Refused as refused:
         logger.info("Document %s refused (%s)", document.pk, refused.code)

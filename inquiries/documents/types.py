@@ -51,6 +51,8 @@ TYPES_BY_MAGIC = {
 }
 HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1"}
 TIFF_HEADERS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+# A ZIP file, or an empty one.
+ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")
 # A scan CD's index (Media Storage Directory Storage): it lists the scans, it is none.
 DICOMDIR_CLASS = re.compile(rb"1\.2\.840\.10008\.1\.3\.10(?![0-9.])")
 # The value representations an element written with explicit VR names after its tag.
@@ -96,6 +98,10 @@ class Detected:
 def detect(name: str, head: bytes) -> Detected:
     """What a file named `name` whose first bytes are `head` is."""
     kinds = possible_kinds(head)
+    if "zip" in kinds:
+        # A ZIP file's members may start within its first bytes (a folder's are stored as
+        # they are): a PDF or a scan among them does not make the archive one.
+        return Detected("zip")
     if "dicom" in kinds and DICOMDIR_CLASS.search(head, 128):
         return Detected(None, "dicomdir")
     if not kinds:
@@ -134,7 +140,7 @@ def possible_kinds(head: bytes) -> set[str]:
     # A PDF's header may follow a little junk, which readers skip.
     if b"%PDF-" in head[:1024]:
         kinds.add("pdf")
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")) and not _office_document(head):
+    if head.startswith(ZIP_STARTS) and not _office_document(head):
         kinds.add("zip")
     return kinds
 
@@ -151,11 +157,34 @@ def _dicom_without_preamble(head: bytes) -> bool:
     return head[:2] in (b"\x08\x00", b"\x02\x00") and int.from_bytes(head[4:8], "little") < 1024
 
 
+def _first_members(head: bytes) -> list[bytes]:
+    """The names of the members whose local headers lie in these first bytes of a ZIP file
+    (headers read as bytes, nothing inflated)."""
+    names, at = [], 0
+    while head[at : at + 4] == b"PK\x03\x04" and at + 30 <= len(head):
+        size = int.from_bytes(head[at + 18 : at + 22], "little")
+        name_length = int.from_bytes(head[at + 26 : at + 28], "little")
+        extra = int.from_bytes(head[at + 28 : at + 30], "little")
+        names.append(head[at + 30 : at + 30 + name_length])
+        if head[at + 6] & 0x08:
+            break  # sizes come after the data: the next header cannot be found from here
+        at += 30 + name_length + extra + size
+    return names
+
+
 def _office_document(head: bytes) -> str:
-    for marker, kind in OFFICE_MEMBERS:
-        if marker in head:
-            return kind
-    return ""
+    """What office document a ZIP file is, by its members' names ("" for an archive)."""
+    names = _first_members(head)
+    if names[:1] == [b"mimetype"]:
+        for marker, kind in OFFICE_MEMBERS:
+            if marker.startswith(b"opendocument") and marker in head[:200]:
+                return kind
+    for name in names:
+        for marker, kind in OFFICE_MEMBERS:
+            if name.startswith(marker) and not marker.startswith(b"opendocument"):
+                if kind != "office":
+                    return kind
+    return "office" if b"[Content_Types].xml" in names else ""
 
 
 def looks_like(head: bytes) -> str:
@@ -163,7 +192,7 @@ def looks_like(head: bytes) -> str:
     its bytes do not say)."""
     if head.startswith(PROGRAM_STARTS) or head.startswith(b"#!"):
         return "program"
-    if head.startswith(b"PK\x03\x04"):
+    if head.startswith(ZIP_STARTS):
         return _office_document(head) or "archive"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:64].lower()
     if text.startswith((b"<!doctype html", b"<html")):

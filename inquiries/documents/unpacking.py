@@ -57,6 +57,11 @@ class Member:
 @dataclass
 class Unpacking:
     max_member_bytes: int
+    # What all the members together may come to; for a PDF's attachments, which come as
+    # they are and are checked later, a scan rewritten by the child is never taken.
+    max_total_bytes: int | None = None
+    rewritten_scans: bool = True
+    total: int = 0
     members: list[Member] = field(default_factory=list)
     left_out: dict = field(default_factory=lambda: defaultdict(list))
     counts: dict = field(default_factory=lambda: defaultdict(int))
@@ -91,6 +96,8 @@ class Unpacking:
         size, kind = int(header["size"]), str(header["kind"])
         if not 0 < size <= self.max_member_bytes + 128 * 1024 or kind not in CHECKED_ALONE:
             raise ValueError("a member out of bounds")
+        if header.get("dicom") and not self.rewritten_scans:
+            raise ValueError("a rewritten scan where only originals may come")
         if len(payload) > PART_BYTES:
             raise ValueError("a part out of bounds")
         if self.part is None:
@@ -105,8 +112,11 @@ class Unpacking:
         part["file"].write(payload)
         part["digest"].update(payload)
         part["received"] += len(payload)
+        self.total += len(payload)
         if part["received"] > size or part["size"] != size:
             raise ValueError("a member longer than it said")
+        if self.max_total_bytes is not None and self.total > self.max_total_bytes:
+            raise ValueError("members larger together than allowed")
         if not header.get("last"):
             return
         self.part = None

@@ -20,10 +20,9 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 
-from .types import HEAD_BYTES, sanitise_filename
+from .types import HEAD_BYTES, ZIP_STARTS, sanitise_filename
 
 FOLDER_FIELD = "folder"
-ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 class ReceivedFile(UploadedFile):
@@ -55,9 +54,9 @@ class FolderArchive:
         member = zipfile.ZipInfo(f"{self.members:05d}-{sanitise_filename(name)}")
         self.writing = self.zip.open(member, "w", force_zip64=True)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, over_all: int) -> None:
         self.size += len(data)
-        if not self.over and self.size > settings.DOCUMENT_ARCHIVE_MAX_BYTES:
+        if not self.over and over_all > settings.DOCUMENT_ARCHIVE_MAX_BYTES:
             self.over = "too_large_archive"
         if self.over:
             self.end_member()
@@ -114,7 +113,6 @@ class QuarantineUploadHandler(FileUploadHandler):
         self.size = 0
         self.head = b""
         self.over = ""
-        self.limit = None
         if field_name == FOLDER_FIELD:
             self.folder = self.folder or FolderArchive()
             self.folder.start(self.file_name)
@@ -124,7 +122,9 @@ class QuarantineUploadHandler(FileUploadHandler):
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
         if self.field_name == FOLDER_FIELD:
-            self.folder.write(raw_data)
+            # A folder is a ZIP file too, and counts with the others.
+            self.archives_total += len(raw_data)
+            self.folder.write(raw_data, over_all=self.archives_total)
             return None
         if len(self.head) < HEAD_BYTES:
             self.head += raw_data[: HEAD_BYTES - len(self.head)]

@@ -4,7 +4,7 @@ import logging
 import phonenumbers
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import filesizeformat
@@ -117,9 +117,7 @@ class DocumentInline(ReadOnlyInline):
 
     @admin.display(description="name")
     def name(self, document: Document) -> str:
-        if document.parent_id:
-            return f"{document.original_name} (from {document.parent.original_name})"
-        return document.original_name
+        return document.name_with_origin
 
     @admin.display(description="type")
     def kind(self, document: Document) -> str:
@@ -152,11 +150,13 @@ class SeriesInline(ReadOnlyInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Series]:
         accepted = Q(images__state=Document.State.ACCEPTED)
+        images = Document.objects.accepted().order_by("id").only("pk", "series", "original_name")
         return (
             super()
             .get_queryset(request)
             .annotate(image_count=Count("images", filter=accepted))
             .filter(image_count__gt=0)
+            .prefetch_related(Prefetch("images", queryset=images, to_attr="accepted_images"))
         )
 
     @admin.display(description="series")
@@ -165,7 +165,7 @@ class SeriesInline(ReadOnlyInline):
 
     @admin.display(description="images")
     def images(self, series: Series) -> str:
-        images = series.images.accepted().order_by("id").only("pk", "original_name")
+        images = series.accepted_images
         links = format_html_join(
             "",
             '<li><a href="{}">{}</a></li>',
@@ -242,9 +242,7 @@ class UncheckedDocumentInline(ReadOnlyInline):
 
     @admin.display(description="name")
     def name(self, document: Document) -> str:
-        if document.parent_id:
-            return f"{document.original_name} (from {document.parent.original_name})"
-        return document.original_name
+        return document.name_with_origin
 
     @admin.display(description="why refused")
     def why(self, document: Document) -> str:
@@ -571,7 +569,9 @@ class InquiryAdmin(SimpleHistoryAdmin):
         if not request.user.has_perm("inquiries.download_document"):
             raise PermissionDenied
         # Only a rebuilt copy is ever sent: an original is never served to anyone.
-        document = get_object_or_404(Document.objects.accepted().select_related("inquiry"), pk=pk)
+        # An unpacked ZIP file has no copy of its own to send.
+        accepted = Document.objects.accepted().exclude(file="")
+        document = get_object_or_404(accepted.select_related("inquiry"), pk=pk)
         stored = None
         try:
             stored = document.file.storage.open(document.file.name, "rb")

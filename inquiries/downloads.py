@@ -7,7 +7,7 @@ import logging
 import zipfile
 from collections.abc import Iterator
 
-from .models import Document
+from .models import STORAGE_ERRORS, Document
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +40,15 @@ class _Sink:
 
 
 def _verified(document: Document) -> bool:
+    """Whether the stored copy is the one checked; False too if it cannot be read now."""
     digest = hashlib.sha256()
-    with document.file.storage.open(document.file.name, "rb") as stored:
-        for chunk in iter(lambda: stored.read(CHUNK), b""):
-            digest.update(chunk)
+    try:
+        with document.file.storage.open(document.file.name, "rb") as stored:
+            for chunk in iter(lambda: stored.read(CHUNK), b""):
+                digest.update(chunk)
+    except STORAGE_ERRORS as error:
+        logger.error("Document %s could not be read (%s)", document.pk, type(error).__name__)
+        return False
     return digest.hexdigest() == document.sha256
 
 
@@ -56,7 +61,7 @@ def zipped(documents: list[Document], folder: str) -> Iterator[bytes]:
         for number, document in enumerate(documents, 1):
             name = f"{folder}/{number:04d} {document.download_name}"
             if not _verified(document):
-                logger.error("Document %s failed its checksum; left out of a series", document.pk)
+                logger.error("Document %s not verified; left out of a series", document.pk)
                 failed.append(document.download_name)
                 continue
             info = zipfile.ZipInfo(name, date_time=document.received_at.timetuple()[:6])

@@ -312,7 +312,7 @@ class InquiryForm(forms.ModelForm):
         if not members:
             return []
         folder = members[0].archive.received()
-        folder.kind = "zip"
+        folder.kind, folder.is_folder = "zip", True
         return [folder]
 
     def clean_documents(self) -> list[UploadedFile]:
@@ -425,6 +425,29 @@ class InquiryForm(forms.ModelForm):
         for upload in uploads:
             upload.close()
 
+    @staticmethod
+    def _may_hold(submission: uuid.UUID, passed: list[UploadedFile]) -> bool:
+        """Whether holding these files keeps this sending within what one inquiry may
+        carry (tries that come back again and again do not pile up), and all the files
+        held within HELD_FILES_MAX_BYTES."""
+        # A folder chosen again replaces the one held before.
+        again = any(getattr(upload, "is_folder", False) for upload in passed)
+        held = [
+            (h.detected_type, h.received_size)
+            for h in HeldFile.objects.current(submission)
+            if not (again and h.is_folder)
+        ]
+        kept = held + [(upload.kind, upload.size) for upload in passed]
+        zipped = sum(size for kind, size in kept if kind == "zip")
+        others = sum(size for kind, size in kept if kind != "zip")
+        in_all = HeldFile.objects.aggregate(total=Sum("received_size"))["total"] or 0
+        return (
+            len(kept) <= settings.DOCUMENT_MAX_FILES + 1  # and a folder
+            and zipped <= settings.DOCUMENT_ARCHIVE_MAX_BYTES
+            and others <= settings.DOCUMENTS_MAX_TOTAL_BYTES
+            and in_all + sum(upload.size for upload in passed) <= settings.HELD_FILES_MAX_BYTES
+        )
+
     def hold_files(self) -> None:
         """The form came back with a problem: the files that passed are kept in quarantine
         with this sending (all of them or none), and shown as kept when the form is shown
@@ -433,18 +456,15 @@ class InquiryForm(forms.ModelForm):
         passed = list({id(upload): upload for upload in self._passed}.values())
         if self.has_error("website"):
             passed = []  # a bot's: nothing of it is kept
-        held_bytes = HeldFile.objects.aggregate(total=Sum("received_size"))["total"] or 0
-        incoming = sum(upload.size for upload in passed)
-        if (
-            submission is None
-            or not passed
-            or held_bytes + incoming > settings.HELD_FILES_MAX_BYTES
-        ):
+        if submission is None or not passed or not self._may_hold(submission, passed):
             self.discard_documents()
             return
         stored: list[str] = []
         try:
             with transaction.atomic():
+                if any(getattr(upload, "is_folder", False) for upload in passed):
+                    for held in HeldFile.objects.current(submission).filter(is_folder=True):
+                        held.release()
                 for upload in passed:
                     upload.seek(0)
                     name = quarantine_storage.save(quarantine_path(), upload.file)
@@ -456,8 +476,10 @@ class InquiryForm(forms.ModelForm):
                             detected_type=upload.kind,
                             received_size=upload.size,
                             quarantine_name=name,
+                            is_folder=getattr(upload, "is_folder", False),
                         )
                     )
+                self.held_files = list(HeldFile.objects.current(submission))
         except (DatabaseError, *STORAGE_ERRORS) as error:
             # The family is asked to choose them again, as before; nothing stays.
             logger.error("Files of an unfinished sending not kept: %s", type(error).__name__)

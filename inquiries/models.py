@@ -388,8 +388,9 @@ class Document(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="members"
     )
+    # A series goes only with its images (their files must go first: Document.erase).
     series = models.ForeignKey(
-        Series, null=True, blank=True, on_delete=models.CASCADE, related_name="images"
+        Series, null=True, blank=True, on_delete=models.RESTRICT, related_name="images"
     )
     # For a ZIP file, what was in it that is no record, never stored: {why: [names]} and
     # how many of each ({"counts": {why: n}}).
@@ -459,6 +460,13 @@ class Document(models.Model):
         if self.state == self.State.REFUSED:
             return "Not accepted"
         return "Being checked"
+
+    @property
+    def name_with_origin(self) -> str:
+        """The family's name for the file, and what it was taken out of, if anything."""
+        if self.parent_id:
+            return f"{self.original_name} (from {self.parent.original_name})"
+        return self.original_name
 
     @property
     def is_archive(self) -> bool:
@@ -613,6 +621,8 @@ class HeldFile(models.Model):
     received_size = models.PositiveBigIntegerField()
     quarantine_name = models.CharField(max_length=200)
     held_at = models.DateTimeField(default=timezone.now)
+    # The chosen folder, packed into a ZIP file: a sending has one at most.
+    is_folder = models.BooleanField(default=False)
 
     objects = HeldFileQuerySet.as_manager()
 

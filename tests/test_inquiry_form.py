@@ -739,3 +739,17 @@ def test_a_bots_files_are_never_held(client, quarantine_dir):
     response = send(client, website="https://spam.example", consent=None)
     assert response.status_code == 400
     assert not HeldFile.objects.exists() and files_in(quarantine_dir) == []
+
+
+def test_tries_that_keep_coming_back_do_not_pile_up_held_files(client):
+    from inquiries.models import HeldFile
+
+    first = send(client, documents=[pdf("a.pdf")], consent=None)
+    submission = re.search(r'name="submission_id" value="([^"]+)"', first.content.decode())[1]
+    folder = [SimpleUploadedFile("DISC/IM000001", dicom_bytes())]
+    for _ in range(4):
+        again = send(client, documents=[], folder=folder, consent=None, submission_id=submission)
+        assert again.status_code == 400
+    # The file and the folder, chosen again each time: held once, not once a try.
+    kinds = sorted(HeldFile.objects.values_list("detected_type", flat=True))
+    assert kinds == ["pdf", "zip"]

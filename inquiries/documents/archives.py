@@ -143,7 +143,7 @@ def _send_member(archive, index: int, info, options: dict, out) -> None:
         out.send(frame | {"refused": "archive_nested"})
         return
     if detected.kind != "dicom" or not options["check_scans"]:
-        _send_parts(out, frame | {"kind": detected.kind, "raw": True}, data)
+        send_parts(out, frame | {"kind": detected.kind, "raw": True}, data)
         return
     try:
         header, rebuilt = dicom.rebuilt(data, options)
@@ -158,9 +158,9 @@ def _send_member(archive, index: int, info, options: dict, out) -> None:
         return
     if header.get("pdf_inside"):
         # A PDF wrapped in a scan: checked as the PDF it is, in a sandbox of its own.
-        _send_parts(out, frame | {"kind": "pdf", "raw": True}, rebuilt)
+        send_parts(out, frame | {"kind": "pdf", "raw": True}, rebuilt)
         return
-    _send_parts(out, frame | {"kind": "dicom", "dicom": header}, rebuilt)
+    send_parts(out, frame | {"kind": "dicom", "dicom": header}, rebuilt)
 
 
 def _read(archive, info) -> bytes:
@@ -177,7 +177,7 @@ def _read(archive, info) -> bytes:
     return data
 
 
-def _send_parts(out, header: dict, data: bytes) -> None:
+def send_parts(out, header: dict, data: bytes) -> None:
     size = len(data)
     for start in range(0, max(size, 1), PART_BYTES):
         last = start + PART_BYTES >= size

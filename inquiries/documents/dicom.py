@@ -134,7 +134,10 @@ def describe(dataset) -> dict:
     described = {}
     for key, keyword in DESCRIBED:
         try:
-            value = str(dataset.get(keyword) or "")
+            value = dataset.get(keyword) or ""
+            # A value of several parts ("CHEST\ABDOMEN") reads as its parts.
+            several = hasattr(value, "__iter__") and not isinstance(value, str | bytes)
+            value = " ".join(map(str, value)) if several else str(value)
         except Exception:  # a value pydicom cannot decode: the series is told without it
             value = ""
         described[key] = "".join(c for c in value if c.isprintable())[:64].strip()

@@ -77,7 +77,7 @@ def _send_attachments(document, options: dict, out) -> None:
     """Files attached to the PDF (a scan attached to a referral letter, say), sent back as
     they are, to be checked as documents of their own, in the frames a ZIP file's members
     travel in (archives.py)."""
-    from .archives import _send_parts
+    from .archives import send_parts
     from .types import HEAD_BYTES, detect, sanitise_filename
 
     total = 0
@@ -95,7 +95,7 @@ def _send_attachments(document, options: dict, out) -> None:
         if kind in (None, "zip"):
             out.send(frame | {"refused": "attachment_type"})
             continue
-        _send_parts(out, frame | {"kind": kind, "raw": True}, data)
+        send_parts(out, frame | {"kind": kind, "raw": True}, data)
 
 
 def _attachments(document, options: dict):

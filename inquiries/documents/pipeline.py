@@ -89,7 +89,7 @@ def limits(
     )
 
 
-def _scratch() -> IO[bytes]:
+def scratch() -> IO[bytes]:
     # Anonymous: gone when closed, or if the worker dies.
     return tempfile.TemporaryFile(dir=settings.FILE_UPLOAD_TEMP_DIR)
 
@@ -124,7 +124,7 @@ def rebuild(kind: str, source: IO[bytes], take_out: bool = False) -> Rebuilt:
         raise sandbox.Refused("damaged") from None
 
 
-def _run(
+def run_sandbox(
     kind: str, source: IO[bytes], options: dict, on_frame, max_payload: int, **limited
 ) -> dict:
     with _machine_slot():
@@ -188,10 +188,10 @@ def _rebuilt_pages(kind: str, source: IO[bytes], take_out: bool = False) -> Rebu
             assembler.add(header, payload)
 
     try:
-        _run(kind, source, options, on_frame, page_pixels * 3)
+        run_sandbox(kind, source, options, on_frame, page_pixels * 3)
         if attachments.part is not None:
             raise ValueError("an attachment cut short")
-        out = _scratch()
+        out = scratch()
         try:
             pages = assembler.save(out)
         except BaseException:
@@ -210,10 +210,10 @@ def _rebuilt_image(kind: str, source: IO[bytes]) -> Rebuilt:
     options = {"max_pixels": settings.DOCUMENT_IMAGE_MAX_PIXELS, "max_stored_pixels": max_pixels}
     # A phone's largest photos take twice the memory of anything else to open.
     memory = settings.DOCUMENT_PHOTO_CHECK_MEMORY_MB
-    _run(kind, source, options, _one_frame(frames), max_pixels * 4, memory_mb=memory)
+    run_sandbox(kind, source, options, _one_frame(frames), max_pixels * 4, memory_mb=memory)
     if not frames:
         raise sandbox.Refused("damaged")
-    out = _scratch()
+    out = scratch()
     try:
         content_type, extension = images.encode(kind, *frames[0], out, max_pixels=max_pixels)
     except BaseException:
@@ -227,11 +227,11 @@ def _rebuilt_dicom(source: IO[bytes]) -> Rebuilt:
     frames: list[tuple[dict, bytes]] = []
     # A deflated scan may inflate to a quarter of the sandbox's memory, no more.
     options = {"max_inflated": settings.DOCUMENT_CHECK_MEMORY_MB * 1024 * 1024 // 4}
-    _run("dicom", source, options, _one_frame(frames), size + 128 * 1024)
+    run_sandbox("dicom", source, options, _one_frame(frames), size + 128 * 1024)
     if not frames:
         raise sandbox.Refused("damaged")
     header, payload = frames[0]
-    out = _scratch()
+    out = scratch()
     try:
         out.write(payload)
         out.seek(0)
@@ -300,7 +300,7 @@ def check(document_id: int) -> None:
 def _rebuild_original(document: Document) -> tuple[str, Rebuilt | None]:
     """("", the rebuilt copy), or (the reason it is refused, None)."""
     try:
-        with _original(document) as source:
+        with original(document) as source:
             # A PDF the family sent gives up its attachments; one taken out of a ZIP file
             # or of another PDF keeps its own, which bounds what one file can make of
             # itself (a disc of PDFs of attachments…).
@@ -367,13 +367,13 @@ def _heartbeat(document: Document):
 
 
 @contextlib.contextmanager
-def _original(document: Document):
+def original(document: Document):
     """The original bytes as a real file, for the sandbox's standard input."""
     try:
         if isinstance(quarantine_storage, FileSystemStorage):
             opened = open(quarantine_storage.path(document.quarantine_name), "rb")  # noqa: SIM115
         else:
-            opened = _scratch()
+            opened = scratch()
             with quarantine_storage.open(document.quarantine_name, "rb") as stored:
                 for chunk in iter(lambda: stored.read(1024 * 1024), b""):
                     opened.write(chunk)

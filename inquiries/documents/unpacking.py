@@ -105,7 +105,7 @@ class Unpacking:
                 "index": index,
                 "size": size,
                 "received": 0,
-                "file": pipeline._scratch(),
+                "file": pipeline.scratch(),
                 "digest": hashlib.sha256(),
             }
         part = self.part
@@ -162,7 +162,7 @@ def unpack(document: Document) -> str | None:
     done, the reason it is refused, or None if its check was taken over by another worker.
     Raises TryLater or a passing fault as a check does."""
     try:
-        with pipeline._original(document) as source:
+        with pipeline.original(document) as source:
             try:
                 unpacking = _unpack(document, source, check_scans=True)
             except sandbox.SandboxFailed as failed:
@@ -217,7 +217,7 @@ def _unpack(document: Document, source, *, check_scans: bool) -> Unpacking:
     }
     unpacking = Unpacking(max_member_bytes=member_limit)
     try:
-        result = pipeline._run(
+        result = pipeline.run_sandbox(
             "zip",
             source,
             options,

@@ -135,7 +135,9 @@ def env_documents_bucket(location: str = "documents") -> dict:
             "object_parameters": {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key}
             if kms_key
             else {"ServerSideEncryption": "AES256"},
-            "file_overwrite": False,
+            # Every name is a new random UUID, never one in use: asking the store first
+            # whether it is (a request for each of a disc's hundreds of scans) finds nothing.
+            "file_overwrite": True,
             "querystring_expire": 60,
             # A download is read into a temporary file in the private uploads folder, not
             # held in memory.

@@ -101,7 +101,7 @@ def worker_check(env: dict, path: Path) -> dict:
 
 
 def side_by_side(env: dict, path: Path) -> dict:
-    ours, floor, growth = [], [], []
+    ours, floor, growth, child = [], [], [], []
     for _ in range(ROUNDS):
         floor.append(unzip_seconds(path))
         checked = worker_check(env, path)
@@ -109,11 +109,13 @@ def side_by_side(env: dict, path: Path) -> dict:
             raise RuntimeError(f"only {checked['accepted']} of {SLICES} scans accepted")
         ours.append(checked["seconds"])
         growth.append(checked["growth_mb"])
+        child.append(checked["child_mb"])
     return {
         "unzip_seconds": statistics.median(floor),
         "check_seconds": statistics.median(ours),
         "ratio": statistics.median(ours) / statistics.median(floor),
         "worker_growth_mb": max(growth),
+        "sandbox_peak_mb": max(child),
     }
 
 
@@ -212,8 +214,8 @@ def rows(figures: dict) -> list[tuple[str, ...]]:
             )
             table.append(
                 (
-                    f"Worker's peak memory growth, {kind} disc, {name}",
-                    f"{side['worker_growth_mb']:.1f} MB",
+                    f"Worker's peak memory growth, {kind} disc, {name} (its sandbox's peak)",
+                    f"{side['worker_growth_mb']:.1f} MB ({side['sandbox_peak_mb']:.0f} MB)",
                     "",
                     f"< {TARGETS['worker_mb']} MB",
                     met(side["worker_growth_mb"] < TARGETS["worker_mb"]),

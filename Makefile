@@ -82,11 +82,12 @@ nginx:
 # The suite on SQLite, then on PostgreSQL (with the two-server test), then once what needs
 # no database of the suite's (files in the sandbox, real files) or brings its own (the load
 # and fault tests start a PostgreSQL server of their own, to stop it).
-ONCE_NOT := not faults and not corpus and not sandbox
+ONCE := faults or corpus or sandbox or once
+ONCE_NOT := not ($(ONCE))
 test: lint test-deps
 	$(TEST_ENV) $(PY) -m pytest -m "$(ONCE_NOT)"
 	$(TEST_ENV) $(PY) tests/servers.py with-postgres $(PY) -m pytest -m "$(ONCE_NOT)"
-	$(TEST_ENV) $(PY) -m pytest -m "faults or corpus or sandbox"
+	$(TEST_ENV) $(PY) -m pytest -m "$(ONCE)"
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

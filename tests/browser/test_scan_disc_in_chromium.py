@@ -16,7 +16,7 @@ from ..conftest import sign_in_with_second_factor
 from ..sample_files import PYDICOM_FILES, WINDOWS_EXE
 from ..support import axe_violations, fill_in, watch_csp
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.once, pytest.mark.django_db(transaction=True)]
 
 DISC = PYDICOM_FILES / "dicomdirtests"
 
@@ -128,3 +128,38 @@ def test_a_scan_disc_folder_chosen_with_javascript_off(new_context, live_server,
     archive = Inquiry.objects.get().documents.get(parent=None)
     assert archive.detected_type == "zip" and archive.original_name.startswith("Folder of ")
     assert archive.members.filter(state="accepted").count() == _scans()
+
+
+def test_a_sending_broken_off_is_sent_again_with_the_same_button_and_stored_once(
+    new_context, live_server, disc_zip, artifacts
+):
+    # (A sending that arrived but whose answer was lost is the same inquiry when sent again:
+    # the form's sending id, tested in test_inquiry_form.)
+    page = new_context(viewport={"width": 375, "height": 812}).new_page()
+    page.goto(live_server.url + "/inquiries/new/")
+    fill_in(page)
+    page.get_by_label("Choose the files").set_input_files(disc_zip)
+    page.get_by_label("I agree that CancerFax may store").check()
+    broken = []
+
+    def break_off_the_first(route):
+        # A phone leaving the Wi-Fi while the disc is on its way.
+        if route.request.method == "POST" and not broken:
+            broken.append(True)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/inquiries/new/", break_off_the_first)
+    page.get_by_role("button", name="Send my inquiry").click()
+    expect(page.get_by_role("status")).to_contain_text("The connection was broken off")
+    expect(page.get_by_role("button", name="Send my inquiry")).to_be_enabled()
+    page.screenshot(path=artifacts / "inquiry-broken-off-phone.png", full_page=True)
+    assert Inquiry.objects.count() == 0
+
+    # Everything the family typed and chose is still on the page: the same button sends it.
+    page.get_by_role("button", name="Send my inquiry").click()
+    expect(page.get_by_role("heading", name="We have received your inquiry")).to_be_visible()
+    inquiry = Inquiry.objects.get()
+    assert page.locator(".reference").inner_text() == inquiry.reference
+    assert inquiry.documents.filter(parent=None).count() == 1

@@ -249,6 +249,8 @@ HELD_FILES_SECONDS = env_int("HELD_FILES_SECONDS", 3600)
 # Past this much held in all (senders of junk, again and again), files are not held: the
 # family chooses them again, as browsers make them do anyway.
 HELD_FILES_MAX_BYTES = env_int("HELD_FILES_MAX_MB", 4096) * MB
+# What one client address may have held at a time: one sending's worth.
+HELD_FILES_PER_CLIENT_BYTES = env_int("HELD_FILES_PER_CLIENT_MB", 1200) * MB
 
 # The sandbox in which a worker opens each file: a child process with these hard limits,
 # no network and no filesystem. A file that needs more is refused, nothing else is harmed.

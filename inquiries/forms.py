@@ -426,7 +426,7 @@ class InquiryForm(forms.ModelForm):
             upload.close()
 
     @staticmethod
-    def _may_hold(submission: uuid.UUID, passed: list[UploadedFile]) -> bool:
+    def _may_hold(submission: uuid.UUID, passed: list[UploadedFile], client: str) -> bool:
         """Whether holding these files keeps this sending within what one inquiry may
         carry (tries that come back again and again do not pile up), and all the files
         held within HELD_FILES_MAX_BYTES."""
@@ -441,14 +441,18 @@ class InquiryForm(forms.ModelForm):
         zipped = sum(size for kind, size in kept if kind == "zip")
         others = sum(size for kind, size in kept if kind != "zip")
         in_all = HeldFile.objects.aggregate(total=Sum("received_size"))["total"] or 0
+        theirs = HeldFile.objects.recent().filter(client=client).exclude(submission_id=submission)
+        theirs = theirs.aggregate(total=Sum("received_size"))["total"] or 0
+        incoming = sum(upload.size for upload in passed)
         return (
             len(kept) <= settings.DOCUMENT_MAX_FILES + 1  # and a folder
             and zipped <= settings.DOCUMENT_ARCHIVE_MAX_BYTES
             and others <= settings.DOCUMENTS_MAX_TOTAL_BYTES
-            and in_all + sum(upload.size for upload in passed) <= settings.HELD_FILES_MAX_BYTES
+            and in_all + incoming <= settings.HELD_FILES_MAX_BYTES
+            and theirs + zipped + others <= settings.HELD_FILES_PER_CLIENT_BYTES
         )
 
-    def hold_files(self) -> None:
+    def hold_files(self, client: str = "") -> None:
         """The form came back with a problem: the files that passed are kept in quarantine
         with this sending (all of them or none), and shown as kept when the form is shown
         again. Nothing is an inquiry's yet."""
@@ -456,7 +460,7 @@ class InquiryForm(forms.ModelForm):
         passed = list({id(upload): upload for upload in self._passed}.values())
         if self.has_error("website"):
             passed = []  # a bot's: nothing of it is kept
-        if submission is None or not passed or not self._may_hold(submission, passed):
+        if submission is None or not passed or not self._may_hold(submission, passed, client):
             self.discard_documents()
             return
         stored: list[str] = []
@@ -477,6 +481,7 @@ class InquiryForm(forms.ModelForm):
                             received_size=upload.size,
                             quarantine_name=name,
                             is_folder=getattr(upload, "is_folder", False),
+                            client=client,
                         )
                     )
                 self.held_files = list(HeldFile.objects.current(submission))

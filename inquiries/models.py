@@ -604,6 +604,10 @@ class HeldFileQuerySet(models.QuerySet):
         held_for = timedelta(seconds=settings.HELD_FILES_SECONDS)
         return self.filter(held_at__lt=(now or timezone.now()) - held_for)
 
+    def recent(self) -> "HeldFileQuerySet":
+        held_for = timedelta(seconds=settings.HELD_FILES_SECONDS)
+        return self.filter(held_at__gte=timezone.now() - held_for)
+
     def current(self, submission_id) -> "HeldFileQuerySet":
         held_for = timedelta(seconds=settings.HELD_FILES_SECONDS)
         return self.filter(submission_id=submission_id, held_at__gte=timezone.now() - held_for)
@@ -623,6 +627,9 @@ class HeldFile(models.Model):
     held_at = models.DateTimeField(default=timezone.now)
     # The chosen folder, packed into a ZIP file: a sending has one at most.
     is_folder = models.BooleanField(default=False)
+    # Who sent it, as a keyed hash of their address (never the address): one sender may not
+    # take everybody's room (HELD_FILES_PER_CLIENT_MB).
+    client = models.CharField(max_length=64, blank=True, db_index=True)
 
     objects = HeldFileQuerySet.as_manager()
 

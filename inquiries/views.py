@@ -7,11 +7,13 @@ from django.db import DatabaseError, IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 from django_ratelimit.core import is_ratelimited
 
 from cancerfax.caches import CACHE_ERRORS, cache_failed, cache_resting
+from cancerfax.middleware import client_address
 
 from .documents.pipeline import queue_checks
 from .forms import InquiryForm
@@ -48,6 +50,11 @@ def over_limit(request: HttpRequest, group: str, rate: str, increment: bool) -> 
         return False
 
 
+def held_for(request: HttpRequest) -> str:
+    """Whose held files these are: a keyed hash of the client's address, never the address."""
+    return salted_hmac("inquiries.held", client_address(request), algorithm="sha256").hexdigest()
+
+
 def too_many_attempts(request: HttpRequest) -> bool:
     """Every sending of the form counts, four times as loosely as stored inquiries: a family
     correcting a mistake must not be locked out, a bot posting junk must."""
@@ -77,12 +84,12 @@ def new_inquiry(request: HttpRequest) -> HttpResponse:
         form.discard_documents()
         return rate_limited(request, form)
     if not form.is_valid():
-        form.hold_files()
+        form.hold_files(client=held_for(request))
         return render(request, "inquiries/new.html", {"form": form}, status=400)
 
     already = Inquiry.objects.filter(submission_id=form.cleaned_data["submission_id"]).first()
     if already is None and too_many_inquiries(request):
-        form.hold_files()
+        form.hold_files(client=held_for(request))
         return rate_limited(request, form)
     if already is None:
         try:

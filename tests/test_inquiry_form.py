@@ -753,3 +753,20 @@ def test_tries_that_keep_coming_back_do_not_pile_up_held_files(client):
     # The file and the folder, chosen again each time: held once, not once a try.
     kinds = sorted(HeldFile.objects.values_list("detected_type", flat=True))
     assert kinds == ["pdf", "zip"]
+
+
+def test_one_sender_cannot_take_everybodys_room_for_held_files(client, settings):
+    from inquiries.models import HeldFile
+
+    settings.HELD_FILES_PER_CLIENT_BYTES = len(pdf_bytes()) * 3
+    # One address, sending after sending, each coming back: three sendings' files held, then
+    # no more for it; a family at another address still has theirs held.
+    for _ in range(4):
+        send(client, documents=[pdf("a.pdf")], consent=None)
+    assert HeldFile.objects.count() == 3
+    family = Client(REMOTE_ADDR="198.51.100.7")
+    assert send(family, documents=[pdf("ours.pdf")], consent=None).status_code == 400
+    assert HeldFile.objects.filter(original_name="ours.pdf").count() == 1
+    # Addresses are never stored, only a keyed hash of them.
+    assert not HeldFile.objects.filter(client__contains="127.0.0.1").exists()
+    assert HeldFile.objects.values("client").distinct().count() == 2

@@ -135,8 +135,7 @@ class DocumentInline(ReadOnlyInline):
 
     @admin.display(description="")
     def download(self, document: Document) -> str:
-        url = reverse("admin:inquiries_document_download", args=[document.pk])
-        return format_html('<a href="{}">Download</a>', url)
+        return format_html('<a href="{}">Download</a>', document.get_download_url())
 
 
 class SeriesInline(ReadOnlyInline):
@@ -169,10 +168,7 @@ class SeriesInline(ReadOnlyInline):
         links = format_html_join(
             "",
             '<li><a href="{}">{}</a></li>',
-            (
-                (reverse("admin:inquiries_document_download", args=[image.pk]), image.original_name)
-                for image in images
-            ),
+            ((image.get_download_url(), image.original_name) for image in images),
         )
         return format_html(
             '<details><summary>One image at a time</summary><ul class="series-images">{}</ul>'

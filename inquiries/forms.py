@@ -35,6 +35,16 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 
+def _delete_from_quarantine(names: list[str]) -> None:
+    """Deletes files stored for rows that were rolled back, each on its own: a store failing
+    now must not keep the others (the orphan sweep reports one that stays)."""
+    for name in names:
+        try:
+            quarantine_storage.delete(name)
+        except STORAGE_ERRORS as error:
+            logger.error("A file of a sending not stored stayed (%s)", type(error).__name__)
+
+
 def one_line(value: str) -> None:
     # Names and addresses end up in email headers and in the admin list: a line break in
     # them is either a mistake or an attempt to inject something.
@@ -473,28 +483,21 @@ class InquiryForm(forms.ModelForm):
                     upload.seek(0)
                     name = quarantine_storage.save(quarantine_path(), upload.file)
                     stored.append(name)
-                    self.held_files.append(
-                        HeldFile.objects.create(
-                            submission_id=submission,
-                            original_name=upload.shown_name,
-                            detected_type=upload.kind,
-                            received_size=upload.size,
-                            quarantine_name=name,
-                            is_folder=getattr(upload, "is_folder", False),
-                            client=client,
-                        )
+                    HeldFile.objects.create(
+                        submission_id=submission,
+                        original_name=upload.shown_name,
+                        detected_type=upload.kind,
+                        received_size=upload.size,
+                        quarantine_name=name,
+                        is_folder=getattr(upload, "is_folder", False),
+                        client=client,
                     )
-                self.held_files = list(HeldFile.objects.current(submission))
         except (DatabaseError, *STORAGE_ERRORS) as error:
             # The family is asked to choose them again, as before; nothing stays.
             logger.error("Files of an unfinished sending not kept: %s", type(error).__name__)
-            self.held_files = list(HeldFile.objects.current(submission))
-            for name in stored:
-                try:
-                    quarantine_storage.delete(name)
-                except STORAGE_ERRORS:
-                    pass
+            _delete_from_quarantine(stored)
         finally:
+            self.held_files = list(HeldFile.objects.current(submission))
             self.discard_documents()
 
     def save(self, commit: bool = True) -> Inquiry:
@@ -537,13 +540,8 @@ class InquiryForm(forms.ModelForm):
                     Notification(inquiry=inquiry, kind=kind) for kind in Notification.Kind
                 )
         except BaseException:
-            # Nothing half-stored: the rows are rolled back, and the files written so far go,
-            # each on its own: a store failing now must not keep the others.
-            for name in stored:
-                try:
-                    quarantine_storage.delete(name)
-                except STORAGE_ERRORS as error:
-                    logger.error("A document of a failed inquiry stayed (%s)", type(error).__name__)
+            # Nothing half-stored: the rows are rolled back, and the files written so far go.
+            _delete_from_quarantine(stored)
             raise
         finally:
             self.discard_documents()

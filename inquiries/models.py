@@ -461,6 +461,10 @@ class Document(models.Model):
             return "Not accepted"
         return "Being checked"
 
+    def get_download_url(self) -> str:
+        """The admin's checked, audited download of the rebuilt copy."""
+        return reverse("admin:inquiries_document_download", args=[self.pk])
+
     @property
     def name_with_origin(self) -> str:
         """The family's name for the file, and what it was taken out of, if anything."""

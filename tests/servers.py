@@ -393,16 +393,16 @@ class Family:
         form = self.get("/inquiries/new/")
         if form.status != 200:
             return form
-        token = self.cookies["csrftoken"]
-        fields = [
-            *form_data().items(),
-            ("csrfmiddlewaretoken", token),
-            *(("documents", (name, content, "application/pdf")) for name, content in files),
-        ]
-        body, content_type = urllib3.encode_multipart_formdata(fields)
+        files_sent = [("documents", (name, content, "application/pdf")) for name, content in files]
+        return self.post("/inquiries/new/", [*form_data().items(), *files_sent])
+
+    def post(self, path: str, fields: list) -> urllib3.BaseHTTPResponse:
+        """A multipart form to `path`, with the CSRF token of the page got before."""
+        token = ("csrfmiddlewaretoken", self.cookies["csrftoken"])
+        body, content_type = urllib3.encode_multipart_formdata([*fields, token])
         response = self.http.request(
             "POST",
-            self.site + "/inquiries/new/",
+            self.site + path,
             body=body,
             headers={**self._headers(), "Content-Type": content_type},
             redirect=False,

@@ -2,9 +2,11 @@
 
 Two discs are built here from real scans that pydicom ships for its tests, each written 320
 times as the slices of one series (each slice its own instance), with a disc's index beside
-them, as a hospital's disc holds them: CT_small.dcm (a CT slice from a real scanner, 128 by
-128, 39 KB) and examples_overlay.dcm (an MR slice, 300 by 484, 290 KB, nearer a real CT
-slice's half a megabyte). Then, side by side in one run, for each:
+them, as a hospital's disc holds them: CT_small.dcm (a CT slice from a real scanner, cut
+down to 128 by 128, 39 KB), J2K_pixelrep_mismatch.dcm (a CT slice at a scanner's own 512 by
+512, compressed losslessly with JPEG 2000 as many discs carry them, 135 KB) and
+examples_overlay.dcm (an MR slice, 300 by 484, 314 KB). Then, side by side in one run, for
+each:
 - `unzip` extracting the same archive on this machine (the floor: the bytes taken out,
   nothing checked), against a worker's whole check of it (the sandbox, every scan checked
   and rewritten, each stored under a generated name, the rows written), for files on disk
@@ -44,7 +46,11 @@ SLICES = 320
 ROUNDS = 3
 TARGETS = {"ratio": 4.0, "worker_mb": 200, "web_mb": 50}
 FILES = Path(pydicom.data.__file__).parent / "test_files"
-SCANS = {"CT": FILES / "CT_small.dcm", "MR": FILES / "examples_overlay.dcm"}
+SCANS = {
+    "CT": FILES / "CT_small.dcm",
+    "CT 512": FILES / "J2K_pixelrep_mismatch.dcm",
+    "MR": FILES / "examples_overlay.dcm",
+}
 SCAN = SCANS["CT"]
 INDEX = FILES / "dicomdirtests" / "DICOMDIR"
 
@@ -159,7 +165,7 @@ def main() -> int:
         prepare(s3_env, ["migrate", "-v0"])
         figures["discs"] = {}
         for kind, scan in SCANS.items():
-            disc = folder / f"disc-{kind}.zip"
+            disc = folder / f"disc-{kind.replace(' ', '-')}.zip"
             unpacked = build_disc(disc, scan)
             figures["discs"][kind] = {
                 "slice_kb": scan.stat().st_size / 1024,

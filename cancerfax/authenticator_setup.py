@@ -16,7 +16,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.http import urlencode
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from .caches import CACHE_ERRORS, cache_failed
+from .cache_outage import CACHE_ERRORS, cache_failed
 
 logger = logging.getLogger(__name__)
 

@@ -27,11 +27,7 @@ class ServiceUnavailableMiddleware:
     """When the database, or Redis where a page cannot do without it, cannot be reached, the
     page answers a calm 503 that says nothing was saved, with Retry-After, instead of a 500.
     Django and redis-py reconnect by themselves, so the site recovers when the service
-    returns.
-
-    An editor's save needs Redis: it tells every server that the guide changed. Without it
-    the save is rolled back whole (the admin saves in a transaction), because a saved
-    correction would otherwise go unseen for as long as the cache keeps the old page."""
+    returns."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response

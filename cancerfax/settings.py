@@ -72,8 +72,6 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "cancerfax.middleware.permissions_policy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # Cached guide pages, like static files, need none of the layers below.
-    "guides.middleware.cached_guides_first",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -317,7 +315,7 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         # Redis answers in well under a millisecond; one that has not answered within a
-        # second is down, and the site goes on without it (cancerfax/caches.py) rather than
+        # second is down, and the site goes on without it (cancerfax/cache_outage.py) rather than
         # keeping every reader waiting.
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
@@ -329,9 +327,6 @@ CACHES = {
         "OPTIONS": {"MAX_ENTRIES": 20_000},
     }
 }
-# How long a rendered guide page is kept (any edit replaces it at once); 0 renders every
-# request afresh, as the benchmark's cold figure measures.
-GUIDE_CACHE_SECONDS = env_int("GUIDE_CACHE_SECONDS", 24 * 60 * 60)
 SILENCED_SYSTEM_CHECKS = [
     # django-ratelimit wants memcached or Redis for atomic counts; the file cache counts
     # well enough for one server, and REDIS_URL is the answer for several.

@@ -1,7 +1,11 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
@@ -13,9 +17,13 @@ from .models import (
     Guide,
     KeyNumber,
     Product,
+    PublishRefused,
     Reference,
+    Reviewer,
+    Revision,
     Service,
 )
+from .revisions import differences
 
 
 class ReviewStatusFilter(admin.SimpleListFilter):
@@ -30,9 +38,7 @@ class ReviewStatusFilter(admin.SimpleListFilter):
         if self.value() == "overdue":
             return queryset.overdue_for_review(today)
         if self.value() == "soon":
-            return queryset.filter(
-                next_review_due__gte=today, next_review_due__lte=today + timezone.timedelta(days=30)
-            )
+            return queryset.due_for_review(30, today).filter(next_review_due__gte=today)
         return queryset
 
 
@@ -98,14 +104,31 @@ class ReferenceInline(GuidePartInline):
     fields = [("number", "key"), "citation", "url"]
 
 
+class PublishForm(forms.Form):
+    kind = forms.ChoiceField(
+        label="What kind of change is this?",
+        choices=Revision.Kind.choices,
+        widget=forms.RadioSelect,
+        help_text="A full clinical review moves “Last reviewed” and the next review date; "
+        "a correction shows as “Updated” and moves neither.",
+    )
+    summary = forms.CharField(
+        label="What changed, for readers",
+        max_length=300,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Shown under “Changes to this guide”, e.g. “Updated the approvals in the "
+        "EU and UK.” 300 characters at most.",
+    )
+
+
 @admin.register(Guide)
 class GuideAdmin(admin.ModelAdmin):
-    list_display = ["title", "published", "last_reviewed", "review_due"]
-    list_filter = ["published", ReviewStatusFilter]
+    list_display = ["title", "revision_shown", "reviewed", "review_due", "draft_edited"]
+    list_filter = [ReviewStatusFilter]
     search_fields = ["title", "slug", "summary"]
-    ordering = ["next_review_due"]
     prepopulated_fields = {"slug": ["title"]}
-    readonly_fields = ["citation_check", "updated_at"]
+    readonly_fields = ["publishing", "citation_check", "last_edited", "updated_at"]
+    filter_horizontal = ["reviewers"]
     save_on_top = True
     formfield_overrides = WIDE_FIELDS
 
@@ -124,13 +147,16 @@ class GuideAdmin(admin.ModelAdmin):
         (
             "Publishing and review",
             {
+                "description": "What you change here is a draft: readers keep getting the "
+                "published revision until someone else approves and publishes the draft.",
                 "fields": [
-                    "published",
-                    ("last_reviewed", "next_review_due"),
-                    "reviewed_by",
+                    "publishing",
+                    "reviewers",
+                    "review_cycle_months",
                     "citation_check",
+                    "last_edited",
                     "updated_at",
-                ]
+                ],
             },
         ),
         (
@@ -167,12 +193,61 @@ class GuideAdmin(admin.ModelAdmin):
         ),
     ]
 
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).with_review_dates().select_related("last_edited_by")
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/publish/",
+                self.admin_site.admin_view(self.publish_view),
+                name="guides_guide_publish",
+            ),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="Published revision", ordering="current_number")
+    def revision_shown(self, guide: Guide) -> str:
+        return f"Revision {guide.current_number}" if guide.current_number else "Not published"
+
+    @admin.display(description="Last reviewed", ordering="last_reviewed")
+    def reviewed(self, guide: Guide) -> str:
+        return date_format(guide.last_reviewed) if guide.last_reviewed else "–"
+
     @admin.display(description="Next review due", ordering="next_review_due")
     def review_due(self, guide: Guide) -> str:
+        if guide.next_review_due is None:
+            return "–"
         due = date_format(guide.next_review_due)
-        if guide.is_overdue_for_review():
+        if guide.next_review_due < timezone.localdate():
             return format_html('<strong class="overdue">{} (overdue)</strong>', due)
         return due
+
+    @admin.display(description="Draft changed since publishing")
+    def draft_edited(self, guide: Guide) -> str:
+        if guide.last_edited_at is None or guide.updated is None:
+            return "No" if guide.updated else "–"
+        return "Yes" if guide.last_edited_at > guide.updated else "No"
+
+    @admin.display(description="Last change to the draft")
+    def last_edited(self, guide: Guide) -> str:
+        if guide.last_edited_by is None:
+            return "Loaded from the content file (no editor recorded)."
+        when = date_format(timezone.localtime(guide.last_edited_at), "DATETIME_FORMAT")
+        return f"{guide.last_edited_by.get_username()}, {when}"
+
+    @admin.display(description="Publishing")
+    def publishing(self, guide: Guide) -> str:
+        if guide.pk is None:
+            return "Save the draft first."
+        preview = reverse("guides:preview", kwargs={"slug": guide.slug})
+        publish = reverse("admin:guides_guide_publish", kwargs={"pk": guide.pk})
+        return format_html(
+            '<a href="{}">Preview the draft as readers would see it</a> · '
+            '<a href="{}">Compare with the published page and publish</a>',
+            preview,
+            publish,
+        )
 
     @admin.display(description="Citations")
     def citation_check(self, guide: Guide) -> str:
@@ -187,6 +262,8 @@ class GuideAdmin(admin.ModelAdmin):
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
+        if form.has_changed() or any(formset.has_changed() for formset in formsets):
+            form.instance.mark_edited(request.user)
         problems = form.instance.citation_problems()
         if problems:
             # Readers never see a broken marker (it is left out), but the claim then has no
@@ -197,6 +274,94 @@ class GuideAdmin(admin.ModelAdmin):
                 + "; ".join(f"[ref:{key}] in {where}" for key, where in problems),
                 messages.WARNING,
             )
+
+    def publish_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        guide = get_object_or_404(Guide.objects.with_content(), pk=pk)
+        if not self.has_view_permission(request, guide):
+            raise PermissionDenied
+        may_publish = request.user.has_perm("guides.publish_guide")
+        form = PublishForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                revision = guide.publish(
+                    request.user,
+                    kind=form.cleaned_data["kind"],
+                    summary=form.cleaned_data["summary"],
+                )
+            except PublishRefused as refused:
+                form.add_error(None, str(refused))
+            else:
+                self.log_change(request, guide, f"Published revision {revision.number}.")
+                self.message_user(
+                    request,
+                    f"Revision {revision.number} is published: readers get it from now on.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:guides_guide_change", args=[pk]))
+        current = guide.current_revision()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Publish “{guide}”",
+            "guide": guide,
+            "current": current,
+            "changes": differences(
+                current.content["texts"] if current else [], guide.labelled_texts()
+            ),
+            "form": form,
+            "may_publish": may_publish,
+            "edited_it_last": guide.last_edited_by_id == request.user.pk,
+            "revisions": guide.revisions.select_related("approved_by").order_by("-number"),
+        }
+        return TemplateResponse(request, "admin/guides/publish.html", context)
+
+
+@admin.register(Revision)
+class RevisionAdmin(admin.ModelAdmin):
+    """Published revisions, to read: nobody changes or deletes one."""
+
+    list_display = ["__str__", "kind", "approved_at", "approved_by", "summary", "page"]
+    list_filter = ["guide", "kind"]
+    list_select_related = ["guide", "approved_by"]
+    fields = [
+        "guide",
+        "number",
+        "kind",
+        "summary",
+        "approved_by",
+        "approved_at",
+        "edited_by",
+        "reviewed_on",
+        "next_review_due",
+        "page",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="Page as served")
+    def page(self, revision: Revision) -> str:
+        url = reverse(
+            "guides:revision", kwargs={"slug": revision.guide.slug, "number": revision.number}
+        )
+        return format_html('<a href="{}">Open revision {}</a>', url, revision.number)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Reviewer)
+class ReviewerAdmin(admin.ModelAdmin):
+    list_display = ["name", "role", "qualifications", "is_fictional"]
+    search_fields = ["name", "role"]
+
+    @admin.display(description="Fictional", boolean=True, ordering="fictional")
+    def is_fictional(self, reviewer: Reviewer) -> bool:
+        return reviewer.fictional
 
 
 @admin.register(Service)

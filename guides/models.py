@@ -1,14 +1,17 @@
+import calendar
 import math
 import re
-import time
-from datetime import date
+from datetime import date, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
+from django.forms.models import model_to_dict
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import quote_etag
 
 # Claims cite the guide's numbered references inline, as [ref:key] or [ref:key-a,key-b].
 # Keys rather than numbers, so that an editor can reorder the list without rewriting text.
@@ -31,39 +34,47 @@ def strip_citations(text: str) -> str:
     return re.sub(r"\s*" + CITATION.pattern, "", text)
 
 
-CONTENT_VERSION_KEY = "guides:content-version"
-
-
-def content_version() -> int:
-    """A number that changes whenever any part of any guide (or a service) is saved or
-    deleted: cached guide pages are keyed by it, so an editor's change shows at once."""
-    return cache.get_or_set(CONTENT_VERSION_KEY, time.time_ns, timeout=None)
-
-
-def content_changed(using: str | None = None, **kwargs) -> None:
-    # Now, inside the editor's transaction: if the cache cannot be told, the save fails and
-    # is rolled back, rather than going unseen behind a page cached for a day. And again once
-    # committed: a reader who came in between read the old rows and cached them under the
-    # version set now.
-    _new_content_version()
-    transaction.on_commit(_new_content_version, using=using, robust=True)
-
-
-def _new_content_version() -> None:
-    cache.set(CONTENT_VERSION_KEY, time.time_ns(), timeout=None)
+def add_months(day: date, months: int) -> date:
+    """The same day `months` later, or the month's last day where it has no such day."""
+    year, month = divmod(day.month - 1 + months, 12)
+    year, month = day.year + year, month + 1
+    last = calendar.monthrange(year, month)[1]
+    return day.replace(year=year, month=month, day=min(day.day, last))
 
 
 class GuideQuerySet(models.QuerySet):
     def published(self) -> "GuideQuerySet":
-        return self.filter(published=True)
+        """Guides with a published revision, each with its current revision's review dates
+        (`last_reviewed`, `updated`, `next_review_due`)."""
+        return self.with_review_dates().filter(current_number__isnull=False)
+
+    def with_review_dates(self) -> "GuideQuerySet":
+        current = Revision.objects.filter(guide=OuterRef("pk")).order_by("-number")
+        return self.annotate(
+            current_number=Subquery(current.values("number")[:1]),
+            last_reviewed=Subquery(current.values("reviewed_on")[:1]),
+            updated=Subquery(current.values("approved_at")[:1]),
+            next_review_due=Subquery(current.values("next_review_due")[:1]),
+        )
+
+    def due_for_review(self, within_days: int = 30, today: date | None = None):
+        """Published guides whose next review falls in the next `within_days` or has passed."""
+        today = today or timezone.localdate()
+        return self.published().filter(next_review_due__lte=today + timedelta(days=within_days))
 
     def overdue_for_review(self, today: date | None = None) -> "GuideQuerySet":
-        return self.filter(next_review_due__lt=today or timezone.localdate())
+        return self.published().filter(next_review_due__lt=today or timezone.localdate())
 
     def with_content(self) -> "GuideQuerySet":
         """Everything the guide page shows, in a fixed number of queries."""
         return self.prefetch_related(
-            "developments", "products", "key_numbers", "balance_points", "faqs", "references"
+            "developments",
+            "products",
+            "key_numbers",
+            "balance_points",
+            "faqs",
+            "references",
+            "reviewers",
         )
 
 
@@ -102,25 +113,34 @@ class Guide(models.Model):
     )
     medical_disclaimer = models.TextField()
 
-    reviewed_by = models.CharField(max_length=200)
-    last_reviewed = models.DateField()
-    next_review_due = models.DateField()
-    published = models.BooleanField(
-        default=False, help_text="Only published guides can be seen by the public."
+    reviewers = models.ManyToManyField(
+        "Reviewer",
+        related_name="guides",
+        blank=True,
+        help_text="The clinicians who review this guide, shown on the page.",
     )
+    review_cycle_months = models.PositiveSmallIntegerField(
+        default=12,
+        validators=[MinValueValidator(1), MaxValueValidator(36)],
+        help_text="A full clinical review is due this many months after the last one.",
+    )
+    # Who changed the draft last, for the four-eyes rule: they may not publish it.
+    last_edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
+    last_edited_at = models.DateTimeField(null=True, blank=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = GuideManager()
 
     class Meta:
         ordering = ["title"]
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(next_review_due__gt=F("last_reviewed")),
-                name="guide_next_review_after_last_review",
-                violation_error_message="The next review must be due after the last review.",
-            ),
-        ]
+        permissions = [("publish_guide", "Can approve and publish a revision of a guide")]
 
     def __str__(self) -> str:
         return self.title
@@ -153,6 +173,7 @@ class Guide(models.Model):
             ("help", "How CancerFax helps", True),
             ("cta-heading", "Send your medical reports", True),
             ("references", "References", bool(self.references.all())),
+            ("changes", "Changes to this guide", True),
         ]
         return [(anchor, heading) for anchor, heading, shown in sections if shown]
 
@@ -160,9 +181,6 @@ class Guide(models.Model):
         points = self.balance_points.all()
         grouped = [(kind, [p for p in points if p.kind == kind]) for kind in BalancePoint.Kind]
         return [(kind, items) for kind, items in grouped if items]
-
-    def is_overdue_for_review(self, today: date | None = None) -> bool:
-        return self.next_review_due < (today or timezone.localdate())
 
     def labelled_texts(self) -> list[tuple[str, str]]:
         """All the prose a reader meets on the page, in page order, with where it stands."""
@@ -220,12 +238,8 @@ class Guide(models.Model):
             if key not in known
         ]
 
-    def cited_references(self) -> list["Reference"]:
-        used = {key for text in self.texts() for key in cited_keys(text)}
-        return [reference for reference in self.references.all() if reference.key in used]
-
-    def structured_data(self) -> list[dict]:
-        """schema.org descriptions of the page, for search engines (JSON-LD)."""
+    def structured_data(self, revision: "Revision") -> list[dict]:
+        """schema.org descriptions of the page as `revision` publishes it (JSON-LD)."""
         page = {
             "@context": "https://schema.org",
             "@type": "MedicalWebPage",
@@ -234,8 +248,9 @@ class Guide(models.Model):
             "description": self.summary,
             "url": self.canonical_url,
             "inLanguage": "en",
-            "lastReviewed": self.last_reviewed.isoformat(),
-            "reviewedBy": {"@type": "Organization", "name": self.reviewed_by},
+            "lastReviewed": revision.reviewed_on.isoformat(),
+            "dateModified": revision.approved_at.isoformat(),
+            "reviewedBy": [reviewer.as_person() for reviewer in self.reviewers.all()],
             "medicalAudience": {"@type": "Patient"},
             "about": {"@type": "MedicalCondition", "name": self.condition},
             "publisher": {"@type": "Organization", "name": "CancerFax"},
@@ -258,6 +273,202 @@ class Guide(models.Model):
             ],
         }
         return [page, faq] if self.faqs.all() else [page]
+
+    def mark_edited(self, user) -> None:
+        """Records `user` as the draft's last editor (the four-eyes rule)."""
+        self.last_edited_by, self.last_edited_at = user, timezone.now()
+        Guide.objects.filter(pk=self.pk).update(
+            last_edited_by=user, last_edited_at=self.last_edited_at
+        )
+
+    def snapshot(self) -> dict:
+        """The whole draft as it stands: every field of the guide and of each of its parts,
+        its reviewers, and its texts as a reader meets them (for the differences)."""
+        parts = {
+            name: [
+                model_to_dict(part, exclude=["id", "guide"]) for part in getattr(self, name).all()
+            ]
+            for name in PART_NAMES
+        }
+        return {
+            "guide": model_to_dict(
+                self, exclude=["id", "reviewers", "last_edited_by", "last_edited_at"]
+            ),
+            "parts": parts,
+            "reviewers": [reviewer.as_person() for reviewer in self.reviewers.all()],
+            "texts": self.labelled_texts(),
+        }
+
+    def current_revision(self) -> "Revision | None":
+        return self.revisions.order_by("-number").first()
+
+    def publish(self, approver, *, kind: str, summary: str) -> "Revision":
+        """Makes the draft, as it stands, the guide's next revision: what readers get from
+        now on. Raises PublishRefused, with a sentence for the approver, when `approver` may
+        not publish it."""
+        from .pages import render_revision
+
+        summary = " ".join(summary.split())
+        if not approver.has_perm("guides.publish_guide"):
+            raise PublishRefused("You do not have permission to publish guides.")
+        if not summary:
+            raise PublishRefused("Write a short summary of what changed, for readers.")
+        with transaction.atomic():
+            guide = Guide.objects.select_for_update().get(pk=self.pk)
+            if guide.last_edited_by_id is not None and guide.last_edited_by_id == approver.pk:
+                raise PublishRefused(
+                    "You made the last change to this draft, so someone else must approve "
+                    "and publish it (four eyes)."
+                )
+            guide = Guide.objects.with_content().get(pk=self.pk)
+            problems = guide.unresolved_citations()
+            if problems:
+                raise PublishRefused(
+                    "Some citations match no reference: "
+                    + ", ".join(f"[ref:{key}]" for key in problems)
+                    + ". Fix them before publishing."
+                )
+            if not guide.reviewers.exists():
+                raise PublishRefused("Name at least one clinical reviewer before publishing.")
+            previous = guide.current_revision()
+            if previous is None and kind != Revision.Kind.REVIEW:
+                raise PublishRefused("A guide's first revision must be a full clinical review.")
+            approved_at = timezone.now()
+            reviewed_on = (
+                timezone.localdate(approved_at)
+                if kind == Revision.Kind.REVIEW
+                else previous.reviewed_on
+            )
+            revision = Revision(
+                guide=guide,
+                number=previous.number + 1 if previous else 1,
+                kind=kind,
+                summary=summary,
+                content=guide.snapshot(),
+                edited_by=guide.last_edited_by,
+                approved_by=approver,
+                approved_at=approved_at,
+                reviewed_on=reviewed_on,
+                next_review_due=add_months(reviewed_on, guide.review_cycle_months),
+            )
+            revision.html, revision.gzipped = render_revision(guide, revision)
+            revision.save()
+        return revision
+
+
+class PublishRefused(Exception):
+    """Publishing a draft was refused, for a reason the approver can act on."""
+
+
+# The guide's repeated parts, by their names on the guide.
+PART_NAMES = ["developments", "products", "key_numbers", "balance_points", "faqs", "references"]
+
+
+class ReviewerManager(models.Manager):
+    def get_by_natural_key(self, name: str) -> "Reviewer":
+        return self.get(name=name)
+
+
+class Reviewer(models.Model):
+    """A clinician who reviews guides: a person, named on every page they review."""
+
+    name = models.CharField(max_length=120, unique=True)
+    role = models.CharField(max_length=120, help_text="e.g. “Consultant haematologist”.")
+    qualifications = models.CharField(max_length=200, help_text="e.g. “MB BS, FRCP, FRCPath”.")
+    fictional = models.BooleanField(
+        default=False,
+        help_text="A demonstration reviewer who does not exist. Replace before going live.",
+    )
+
+    objects = ReviewerManager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (fictional)" if self.fictional else self.name
+
+    def natural_key(self) -> tuple[str]:
+        return (self.name,)
+
+    def as_person(self) -> dict:
+        return {
+            "@type": "Person",
+            "name": self.name,
+            "jobTitle": self.role,
+            "honorificSuffix": self.qualifications,
+        }
+
+
+class RevisionQuerySet(models.QuerySet):
+    def current_page(self, slug: str, *, gzipped: bool) -> "Revision | None":
+        """The current revision of the guide at `slug`, with only the bytes a reader gets:
+        one query."""
+        page = "gzipped" if gzipped else "html"
+        return (
+            self.filter(guide__slug=slug).order_by("-number").only("guide", "number", page).first()
+        )
+
+
+class Revision(models.Model):
+    """A published state of a guide, never changed afterwards: what readers were served,
+    byte for byte, from `approved_at` until the next revision."""
+
+    class Kind(models.TextChoices):
+        REVIEW = "review", "Full clinical review"
+        CORRECTION = "correction", "Correction"
+
+    guide = models.ForeignKey(Guide, on_delete=models.PROTECT, related_name="revisions")
+    number = models.PositiveIntegerField()
+    kind = models.CharField(max_length=12, choices=Kind)
+    summary = models.CharField(
+        max_length=300, help_text="What changed, in a sentence or two for readers."
+    )
+    content = models.JSONField(encoder=DjangoJSONEncoder, help_text="The whole guide as published.")
+    html = models.BinaryField()
+    gzipped = models.BinaryField()
+    edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+        help_text="Who made the last change to the draft.",
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_at = models.DateTimeField()
+    reviewed_on = models.DateField(help_text="The last full clinical review, as of this revision.")
+    next_review_due = models.DateField()
+
+    objects = RevisionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["guide", "-number"]
+        get_latest_by = "number"
+        constraints = [
+            models.UniqueConstraint(fields=["guide", "number"], name="revision_number_unique"),
+            models.CheckConstraint(
+                condition=Q(next_review_due__gt=F("reviewed_on")),
+                name="revision_next_review_after_review",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.guide} – revision {self.number}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ValueError("A published revision is never changed.")
+        super().save(*args, **kwargs)
+
+    @property
+    def etag(self) -> str:
+        return quote_etag(f"{self.guide_id}-{self.number}")
+
+    @property
+    def is_correction(self) -> bool:
+        return self.kind == self.Kind.CORRECTION
 
 
 class GuidePart(models.Model):

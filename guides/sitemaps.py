@@ -23,7 +23,7 @@ class GuideSitemap(SiteSitemap):
         return Guide.objects.published().order_by("slug")
 
     def lastmod(self, guide: Guide):
-        return guide.updated_at
+        return guide.updated  # the current revision's publication
 
 
 class PageSitemap(SiteSitemap):

@@ -12,7 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 from django_ratelimit.core import is_ratelimited
 
-from cancerfax.caches import CACHE_ERRORS, cache_failed, cache_resting
+from cancerfax.cache_outage import CACHE_ERRORS, cache_failed, cache_resting
 from cancerfax.middleware import client_address
 
 from .documents.pipeline import queue_checks

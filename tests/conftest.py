@@ -1,7 +1,7 @@
 import base64
 import os
 import tempfile
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import boto3
@@ -13,7 +13,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from moto import mock_aws
 
-import cancerfax.caches
+import cancerfax.cache_outage
 from cancerfax.environment import env_documents_bucket
 from guides.models import (
     BalancePoint,
@@ -23,8 +23,11 @@ from guides.models import (
     KeyNumber,
     Product,
     Reference,
+    Reviewer,
     Service,
 )
+
+from .support import clinical_approver, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -72,7 +75,7 @@ def _tasks_at_once(settings):
 def _fresh_cache(settings, tmp_path, monkeypatch):
     # The rate limit counts in the cache; every test starts with a clean count, in a cache
     # folder of its own, and with a cache that no earlier test has left resting.
-    monkeypatch.setattr(cancerfax.caches, "_resting_until", 0.0)
+    monkeypatch.setattr(cancerfax.cache_outage, "_resting_until", 0.0)
     if settings.CACHES["default"]["BACKEND"].endswith("FileBasedCache"):
         own = {**settings.CACHES["default"], "LOCATION": tmp_path / "cache"}
         settings.CACHES = {"default": own}
@@ -162,14 +165,17 @@ def files_in(folder: Path) -> list[Path]:
 
 @pytest.fixture
 def leukemia_guide(db) -> Guide:
-    """The real guide, exactly as `make run` loads it."""
+    """The real guide, exactly as `make run` loads and publishes it."""
     call_command("loaddata", ROOT / "fixtures" / "guides.json", verbosity=0)
+    call_command("publish_first_revisions", approver=clinical_approver().username, verbosity=0)
     return Guide.objects.get(slug="gene-therapy-for-leukemia")
 
 
-def build_guide(slug: str = "gene-therapy-for-myeloma", items: int = 2, **fields) -> Guide:
-    """A complete fictional guide with `items` of every repeated part."""
-    today = date.today()
+def build_guide(
+    slug: str = "gene-therapy-for-myeloma", items: int = 2, published: bool = True, **fields
+) -> Guide:
+    """A complete fictional guide with `items` of every repeated part, published as its
+    first revision unless `published` is False."""
     values = {
         "slug": slug,
         "title": "Gene therapy for myeloma",
@@ -185,13 +191,14 @@ def build_guide(slug: str = "gene-therapy-for-myeloma", items: int = 2, **fields
         "relevant_for": "People in the test.",
         "when_to_consider": "- When the test says so.",
         "medical_disclaimer": "For information only.",
-        "reviewed_by": "Test Review Board",
-        "last_reviewed": today - timedelta(days=10),
-        "next_review_due": today + timedelta(days=355),
-        "published": True,
     }
     values.update(fields)
     guide = Guide.objects.create(**values)
+    reviewer, _ = Reviewer.objects.get_or_create(
+        name="Dr Test Example",
+        defaults={"role": "Test haematologist", "qualifications": "MD", "fictional": True},
+    )
+    guide.reviewers.add(reviewer)
     for n in range(1, items + 1):
         Reference.objects.create(guide=guide, number=n, key=f"test-{n}", citation=f"Source {n}")
         Development.objects.create(
@@ -219,6 +226,8 @@ def build_guide(slug: str = "gene-therapy-for-myeloma", items: int = 2, **fields
         )
         Faq.objects.create(guide=guide, position=n, question=f"Question {n}?", answer="Answer.")
         Service.objects.create(position=n, title=f"Service {n}", description="Help")
+    if published:
+        publish(guide)
     return guide
 
 

@@ -5,6 +5,8 @@ from axe_playwright_python.sync_playwright import Axe
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
+from guides.models import Guide, Revision
+
 from .forms import form_data as admin_form_data
 from .sample_files import jpeg_bytes, pdf_bytes
 from .servers import form_data
@@ -68,3 +70,33 @@ def axe_violations(page) -> list[str]:
         f"{v['id']} ({v['impact']}): {[node['target'] for node in v['nodes']]}"
         for v in results.response["violations"]
     ]
+
+
+def guide_staff(username: str, group: str):
+    """A staff member of "Guide editors" or "Clinical approvers", as the migration makes
+    them (made again if a transactional test before this one flushed them)."""
+    import importlib
+
+    from django.apps import apps
+    from django.contrib.auth.models import Group, User
+
+    if not Group.objects.filter(name=group).exists():
+        importlib.import_module("guides.migrations.0003_editor_groups").create_groups(apps, None)
+    user, created = User.objects.get_or_create(
+        username=username, defaults={"is_staff": True, "email": f"{username}@example.org"}
+    )
+    if created:
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+def clinical_approver(username: str = "approver-for-tests"):
+    """A member of the "Clinical approvers" group, who may publish guides."""
+    return guide_staff(username, "Clinical approvers")
+
+
+def publish(
+    guide: Guide, kind: str = "review", summary: str = "Checked for the tests."
+) -> Revision:
+    """The draft of `guide` published by an approver who did not edit it."""
+    return guide.publish(clinical_approver(), kind=kind, summary=summary)

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
-from cancerfax.caches import RESTING_SECONDS
+from cancerfax.cache_outage import RESTING_SECONDS
 
 from .sample_files import large_pdf, pdf_bytes
 from .servers import (
@@ -432,7 +432,7 @@ def test_redis_stopped_or_frozen_while_readers_and_families_come(site, tmp_path)
                 assert b"What this means for patients" in page.data
                 assert "ETag" not in page.headers
             # Each of the 2 workers waits out the one-second timeout once, then leaves Redis
-            # alone for a while (cancerfax/caches.py).
+            # alone for a while (cancerfax/cache_outage.py).
             assert time.monotonic() - started < 4
             assert family.send(small_pdf()).status == 302
             health = reader.get("/healthz")

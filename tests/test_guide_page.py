@@ -9,9 +9,10 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from guides.models import Faq, Guide, Product, Reference, Service
+from guides.models import Faq, Guide, Product, PublishRefused, Reference, Service
 
 from .conftest import ROOT
+from .support import publish
 
 GUIDE_URL = "/guides/gene-therapy-for-leukemia/"
 
@@ -27,6 +28,7 @@ SECTION_HEADINGS = [
     "Questions patients and families ask",
     "How CancerFax helps",
     "References",
+    "Changes to this guide",
 ]
 
 PRODUCTS = {
@@ -222,8 +224,10 @@ def test_structured_data_describes_a_reviewed_medical_page_and_its_questions(
 ):
     by_type = {block["@type"]: block for block in guide_page.json_ld}
     medical = by_type["MedicalWebPage"]
-    assert medical["lastReviewed"] == leukemia_guide.last_reviewed.isoformat()
-    assert medical["reviewedBy"]["name"] == leukemia_guide.reviewed_by
+    revision = leukemia_guide.current_revision()
+    assert medical["lastReviewed"] == revision.reviewed_on.isoformat()
+    reviewers = [(person["@type"], person["name"]) for person in medical["reviewedBy"]]
+    assert reviewers == [("Person", "Dr Morgan Sample"), ("Person", "Dr Robin Example")]
     assert medical["medicalAudience"]["@type"] == "Patient"
     faq = by_type["FAQPage"]
     assert len(faq["mainEntity"]) == leukemia_guide.faqs.count()
@@ -235,15 +239,20 @@ def test_contents_list_links_to_every_section(guide_page):
         link for link in guide_page.links if link.startswith("#") and not link.startswith("#ref-")
     ]
     assert "#main" in contents
-    for anchor in ["patients", "developments", "products", "questions", "references"]:
+    for anchor in ["patients", "developments", "products", "questions", "references", "changes"]:
         assert f"#{anchor}" in contents
         assert anchor in guide_page.ids
 
 
-def test_review_dates_at_the_foot_of_the_page(guide_page, leukemia_guide):
+def test_review_dates_and_reviewers_at_the_foot_of_the_page(guide_page, leukemia_guide):
     text = " ".join(guide_page.main_text.split())
-    assert f"Last reviewed: {leukemia_guide.last_reviewed:%-d %B %Y}" in text
-    assert f"Next review due: {leukemia_guide.next_review_due:%-d %B %Y}" in text
+    revision = leukemia_guide.current_revision()
+    assert f"Last reviewed: {revision.reviewed_on:%-d %B %Y}" in text
+    assert f"Next review due: {revision.next_review_due:%-d %B %Y}" in text
+    assert (
+        "Reviewed by Dr Robin Example, Consultant haematologist (MB BS, MRCP, FRCPath): "
+        "a fictional reviewer, for the demonstration only." in text
+    )
 
 
 def test_reading_time_is_computed_from_the_text(client, make_guide):
@@ -252,6 +261,7 @@ def test_reading_time_is_computed_from_the_text(client, make_guide):
     assert "1 min read" in short
     guide.patients_text = "word " * 1000
     guide.save()
+    publish(guide, kind="correction")
     long_page = Page(client.get(guide.get_absolute_url()).content.decode())
     words = sum(len(text.split()) for text in Guide.objects.get(pk=guide.pk).texts())
     assert f"{math.ceil(words / 200)} min read" in long_page.main_text
@@ -274,12 +284,19 @@ def test_guide_list_and_home_show_only_published_guides(client, make_guide):
         assert "Draft guide" not in html
 
 
-def test_citation_to_a_missing_reference_is_left_out_for_readers(client, make_guide):
-    guide = make_guide(items=1, lead="A claim [ref:nowhere] and a sourced one [ref:test-1].")
-    html = client.get(guide.get_absolute_url()).content.decode()
+def test_a_citation_to_a_missing_reference_is_left_out_and_stops_publishing(
+    admin_client, make_guide
+):
+    guide = make_guide(
+        items=1, lead="A claim [ref:nowhere] and a sourced one [ref:test-1].", published=False
+    )
+    html = admin_client.get(reverse("guides:preview", args=[guide.slug])).content.decode()
     assert "nowhere" not in html
     assert 'href="#ref-1"' in html
     assert guide.unresolved_citations() == ["nowhere"]
+    with pytest.raises(PublishRefused, match=r"\[ref:nowhere\]"):
+        publish(guide)
+    assert not guide.revisions.exists()
 
 
 def test_text_is_escaped_not_run_as_html(client, make_guide):

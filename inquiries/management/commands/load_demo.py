@@ -10,6 +10,7 @@ import uuid
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.datastructures import MultiValueDict
 from PIL import Image, ImageDraw
@@ -20,6 +21,10 @@ from inquiries.models import Inquiry
 
 DEMO_USERNAME = "coordinator"
 DEMO_PASSWORD = "demo-coordinator-2026"  # noqa: S105 - printed for newcomers, debug only
+# Two more, to try the four-eyes rule: the editor changes a guide, the approver publishes.
+DEMO_EDITOR, DEMO_APPROVER = "editor", "approver"
+DEMO_GUIDE_ACCOUNTS = {DEMO_EDITOR: "Guide editors", DEMO_APPROVER: "Clinical approvers"}
+DEMO_GUIDE_PASSWORD = "demo-guides-2026"  # noqa: S105 - printed for newcomers, debug only
 
 DEMO_INQUIRIES = [
     {
@@ -103,7 +108,10 @@ def demo_png(title: str) -> bytes:
 
 
 class Command(BaseCommand):
-    help = "Creates a demo coordinator and three fictional inquiries (debug only)."
+    help = (
+        "Creates demo staff accounts and three fictional inquiries, and publishes the guides "
+        "that have no revision yet (debug only)."
+    )
 
     def handle(self, *args, **options) -> None:
         if not settings.DEBUG:
@@ -115,6 +123,16 @@ class Command(BaseCommand):
         user.set_password(DEMO_PASSWORD)
         user.save()
         user.groups.add(Group.objects.get(name="Coordinators"))
+        for username, group in DEMO_GUIDE_ACCOUNTS.items():
+            account, _ = User.objects.get_or_create(
+                username=username,
+                defaults={"is_staff": True, "email": f"{username}@example.org"},
+            )
+            account.set_password(DEMO_GUIDE_PASSWORD)
+            account.save()
+            account.groups.add(Group.objects.get(name=group))
+        # The guides from fixtures/guides.json, as their first revision if they have none.
+        call_command("publish_first_revisions", approver=DEMO_APPROVER, stdout=self.stdout)
 
         created = 0
         for data in DEMO_INQUIRIES:
@@ -137,4 +155,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Demo coordinator for the admin: username “{DEMO_USERNAME}”, "
             f"password “{DEMO_PASSWORD}”."
+        )
+        self.stdout.write(
+            f"Demo guide editor and clinical approver: usernames “{DEMO_EDITOR}” and "
+            f"“{DEMO_APPROVER}”, password “{DEMO_GUIDE_PASSWORD}”."
         )

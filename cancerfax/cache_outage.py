@@ -1,7 +1,7 @@
-"""The shared cache speeds the site up; nothing a reader or a family does depends on it. While
-it cannot be reached, guide pages are rendered afresh for each reader, the inquiry form takes
-sendings without its rate limit, and /healthz reports it down. An editor's save is the one
-thing that needs it (guides.models.content_changed)."""
+"""The shared cache keeps the rate limits' counts; nothing a reader or a family does depends on
+it. While it cannot be reached, guide pages are served as ever (from their published
+revisions, never from the cache), the inquiry form takes sendings without its rate limit,
+and /healthz reports it down."""
 
 import logging
 import time

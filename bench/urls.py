@@ -1,20 +1,14 @@
-"""`make bench` only: the site's pages, plus two that take a cold render apart.
+"""`make bench` only: the site's pages, plus two that exist only to be measured beside them.
 
-Both answer the guide page's own bytes, compressed, from the static copy the benchmark made,
-through the same middleware as a cold render, without rendering anything:
-- /bench/guide-queries/<slug>/ first runs the page's database queries exactly as the page
-  does (guides.views.guide_context). No render of the page can be faster: it is the ceiling
-  of a cold render.
-- /bench/no-queries/ runs none: what Django's request handling alone costs.
-Measured side by side with the static copy, they show where a cold render's time goes.
-
-And /bench/plain-upload/: a file stored by a plain Django form with a FileField, Django's
-own upload handlers and storage, no check of any kind: what a family's upload would cost
-without the site's safety, beside the inquiry form.
+- /bench/cache-page/<slug>/: the guide page the way most Django sites serve one, rendered
+  from the database by a view behind Django's stock `cache_page` (and `gzip_page`, for the
+  same compressed bytes a browser asks for): what the published revision must beat.
+- /bench/plain-upload/: a file stored by a plain Django form with a FileField, Django's own
+  upload handlers and storage, no check of any kind: what a family's upload would cost
+  without the site's safety, beside the inquiry form.
 """
 
 import uuid
-from functools import cache
 from pathlib import Path
 
 from django import forms
@@ -23,36 +17,27 @@ from django.core.files.storage import FileSystemStorage
 from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.urls import path
+from django.views.decorators.cache import cache_page
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.gzip import gzip_page
 
 from cancerfax.urls import urlpatterns as site_urlpatterns
-from guides.views import guide_context
-
-STATIC_COPY = Path(settings.STATIC_ROOT) / "bench" / "guide.html.gz"
-
-
-@cache
-def page_as_served() -> bytes:
-    return STATIC_COPY.read_bytes()
+from guides.models import Guide
+from guides.pages import page_context
 
 
-def answer_as_served() -> HttpResponse:
-    response = HttpResponse(page_as_served())
-    response["Content-Encoding"] = "gzip"
-    response["Content-Length"] = str(len(response.content))
-    return response
-
-
-def queries_only(request: HttpRequest, slug: str) -> HttpResponse:
-    if guide_context(slug) is None:
+@cache_page(300)
+@gzip_page
+def stock_guide(request: HttpRequest, slug: str) -> HttpResponse:
+    guide = Guide.objects.with_content().filter(slug=slug).first()
+    revision = guide.current_revision() if guide else None
+    if revision is None:
         raise Http404("No published guide here")
-    return answer_as_served()
-
-
-def no_queries(request: HttpRequest) -> HttpResponse:
-    return answer_as_served()
+    history = list(guide.revisions.order_by("-number"))
+    context = page_context(guide, revision, history, draft=False)
+    return render(request, "guides/guide_detail.html", context)
 
 
 class PlainUpload(forms.Form):
@@ -86,7 +71,6 @@ def _plain_upload(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     *site_urlpatterns,
-    path("bench/guide-queries/<slug:slug>/", queries_only),
-    path("bench/no-queries/", no_queries),
+    path("bench/cache-page/<slug:slug>/", stock_guide),
     path("bench/plain-upload/", plain_upload),
 ]

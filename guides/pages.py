@@ -35,7 +35,11 @@ def render_draft(guide: Guide) -> str:
 
 
 def _render(guide: Guide, revision: Revision, history: list[Revision], *, draft: bool) -> str:
-    context = {
+    return render_to_string("guides/guide_detail.html", page_context(guide, revision, history, draft))
+
+
+def page_context(guide: Guide, revision: Revision, history: list[Revision], draft: bool) -> dict:
+    return {
         "guide": guide,
         "revision": revision,
         "history": history,
@@ -47,4 +51,3 @@ def _render(guide: Guide, revision: Revision, history: list[Revision], *, draft:
         "nav_section": "guides",
         "SITE_URL": settings.SITE_URL,
     }
-    return render_to_string("guides/guide_detail.html", context)

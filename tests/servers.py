@@ -159,7 +159,13 @@ def manage(env: dict, *command: str) -> subprocess.CompletedProcess:
 
 
 # The guides the site starts with, as `make run` loads them.
-GUIDES = ["loaddata", "fixtures/guides.json", "-v0"]
+# The guides as `make run` has them: loaded, and published by an approver (a superuser with
+# no password, who can only publish).
+GUIDES = (
+    ["loaddata", "fixtures/guides.json", "-v0"],
+    ["createsuperuser", "--noinput", "--username", "approver", "--email", "approver@example.org"],
+    ["publish_first_revisions", "--approver", "approver", "-v0"],
+)
 
 
 def prepare(env: dict, *commands: list[str]) -> None:
@@ -171,11 +177,13 @@ def prepare(env: dict, *commands: list[str]) -> None:
             raise RuntimeError(f"manage.py {' '.join(command)} failed:\n{result.stderr}")
 
 
-def start_gunicorn(stack: ExitStack, env: dict, log: Path) -> tuple[str, subprocess.Popen]:
+def start_gunicorn(
+    stack: ExitStack, env: dict, log: Path, app: str = "cancerfax.wsgi:application"
+) -> tuple[str, subprocess.Popen]:
     port = free_port()
     gunicorn = start(
         stack,
-        [sys.executable, "-m", "gunicorn", "cancerfax.wsgi:application", "-c", "gunicorn.conf.py"],
+        [sys.executable, "-m", "gunicorn", app, "-c", "gunicorn.conf.py"],
         log,
         cwd=ROOT,
         env={**env, "PORT": str(port)},

@@ -49,7 +49,7 @@ def stack(tmp_path_factory):
             "DOCUMENT_CHECK_CPU_SECONDS": "5",
             "DOCUMENT_CHECK_WALL_SECONDS": "10",
         }
-        prepare({**env, "DJANGO_DEBUG": "0"}, ["migrate", "-v0"], GUIDES)
+        prepare({**env, "DJANGO_DEBUG": "0"}, ["migrate", "-v0"], *GUIDES)
         url = make_serve(stack, env, folder / "serve.log", workers=2)
         yield url, postgres, folder / "data" / "run"
 

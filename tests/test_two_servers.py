@@ -133,7 +133,7 @@ def cluster(tmp_path_factory):
         prepare(
             setup,
             ["migrate", "-v0"],
-            GUIDES,
+            *GUIDES,
             ["collectstatic", "--noinput", "-v0"],
             ["createsuperuser", "--noinput", "--username", EDITOR[0], "--email", "e@example.org"],
         )

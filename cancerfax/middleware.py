@@ -5,7 +5,9 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
+from django.middleware import csp
 from django.shortcuts import render
+from django.utils.csp import CSP, build_policy
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -14,13 +16,40 @@ logger = logging.getLogger(__name__)
 def permissions_policy(get_response: Callable[[HttpRequest], HttpResponse]):
     """Denies the browser features no page of ours needs (camera, microphone, location…),
     so that nothing injected into a page could ask for them. Django has no setting for it."""
+    policy = settings.PERMISSIONS_POLICY  # the same for every response: read once
 
     def middleware(request: HttpRequest) -> HttpResponse:
         response = get_response(request)
-        response.headers.setdefault("Permissions-Policy", settings.PERMISSIONS_POLICY)
+        response.headers.setdefault("Permissions-Policy", policy)
         return response
 
     return middleware
+
+
+class ContentSecurityPolicyMiddleware(csp.ContentSecurityPolicyMiddleware):
+    """Django's, except that the policy of a response that used no nonce and no policy of
+    its own (every public page, the guides above all) is built once, not for each
+    response: it is the same string every time."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        super().__init__(get_response)
+        self.unchanging = [
+            (str(header), build_policy(config))
+            for header, config in [
+                (CSP.HEADER_ENFORCE, settings.SECURE_CSP),
+                (CSP.HEADER_REPORT_ONLY, settings.SECURE_CSP_REPORT_ONLY),
+            ]
+            if config
+        ]
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        own = hasattr(response, "_csp_config") or hasattr(response, "_csp_ro_config")
+        if csp.get_nonce(request) or own:
+            return super().process_response(request, response)
+        for header, policy in self.unchanging:
+            if header not in response:
+                response.headers[header] = policy
+        return response
 
 
 class ServiceUnavailableMiddleware:

@@ -69,7 +69,8 @@ MIDDLEWARE = [
     "cancerfax.logs.request_ids",
     "cancerfax.health.health_check_first",
     "django.middleware.security.SecurityMiddleware",
-    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Django's CSP middleware, building a policy with no nonce once (cancerfax/middleware.py).
+    "cancerfax.middleware.ContentSecurityPolicyMiddleware",
     "cancerfax.middleware.permissions_policy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -306,7 +306,7 @@ class Guide(models.Model):
         """Makes the draft, as it stands, the guide's next revision: what readers get from
         now on. Raises PublishRefused, with a sentence for the approver, when `approver` may
         not publish it."""
-        from .pages import render_revision
+        from .pages import forget_page, render_revision
 
         summary = " ".join(summary.split())
         if not approver.has_perm("guides.publish_guide"):
@@ -353,6 +353,10 @@ class Guide(models.Model):
             )
             revision.html, revision.gzipped = render_revision(guide, revision)
             revision.save()
+            # Now, and again once committed: a reader in between reads the old revision and
+            # may keep it in the cache, under the key just forgotten.
+            forget_page(guide.slug)
+            transaction.on_commit(lambda: forget_page(guide.slug))
         return revision
 
 

@@ -4,8 +4,11 @@ with it; and the draft's preview, rendered for staff from the rows as they stand
 import gzip
 
 from django.conf import settings
+from django.core.cache import cache
 from django.template.loader import render_to_string
 from django.utils import timezone
+
+from cancerfax.cache_outage import CACHE_ERRORS, cache_failed, cache_resting
 
 from .models import Guide, Revision, Service, add_months
 
@@ -35,7 +38,8 @@ def render_draft(guide: Guide) -> str:
 
 
 def _render(guide: Guide, revision: Revision, history: list[Revision], *, draft: bool) -> str:
-    return render_to_string("guides/guide_detail.html", page_context(guide, revision, history, draft))
+    context = page_context(guide, revision, history, draft)
+    return render_to_string("guides/guide_detail.html", context)
 
 
 def page_context(guide: Guide, revision: Revision, history: list[Revision], draft: bool) -> dict:
@@ -51,3 +55,46 @@ def page_context(guide: Guide, revision: Revision, history: list[Revision], draf
         "nav_section": "guides",
         "SITE_URL": settings.SITE_URL,
     }
+
+
+# The current page is also kept for a minute in the shared cache, where there is one, so that
+# most readers cost no query. Publishing forgets it once committed; a reader who read the old
+# revision just before and stored it just after is the worst case, and keeps it a minute.
+PAGE_SECONDS = 60
+
+
+def _page_keys(slug: str) -> dict[bool, str]:
+    return {True: f"guide-page:{slug}:gzip", False: f"guide-page:{slug}:plain"}
+
+
+def current_page(slug: str, *, gzipped: bool) -> tuple[str, bytes] | None:
+    """(ETag, body) of the guide's current revision, or None if it has none: from the cache
+    when it is there, else with one query. The cache failing only costs the query."""
+    key = _page_keys(slug)[gzipped]
+    if not cache_resting():
+        try:
+            page = cache.get(key)
+        except CACHE_ERRORS as error:
+            cache_failed(error, "Guide pages read")
+        else:
+            if page is not None:
+                return page
+    revision = Revision.objects.current_page(slug, gzipped=gzipped)
+    if revision is None:
+        return None
+    page = (revision.etag, bytes(revision.gzipped if gzipped else revision.html))
+    if not cache_resting():
+        try:
+            cache.set(key, page, PAGE_SECONDS)
+        except CACHE_ERRORS as error:
+            cache_failed(error, "Guide pages read")
+    return page
+
+
+def forget_page(slug: str) -> None:
+    """Called once a revision is committed: the next reader reads it from the database."""
+    try:
+        cache.delete_many(list(_page_keys(slug).values()))
+    except CACHE_ERRORS as error:
+        # Readers get the new revision within PAGE_SECONDS all the same.
+        cache_failed(error, "A published guide's page forgotten")

@@ -10,7 +10,7 @@ from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_safe
 
 from .models import Guide, Revision, Service
-from .pages import render_draft
+from .pages import current_page, render_draft
 
 # Public pages are compressed here: they hold no secret and echo nothing a visitor sends, so
 # compression cannot leak anything (BREACH). Pages with personal data are never compressed.
@@ -32,25 +32,26 @@ def guide_list(request: HttpRequest) -> HttpResponse:
     return render(request, "guides/guide_list.html", {"guides": Guide.objects.published()})
 
 
-# Readers get the current revision's stored bytes: one query, nothing rendered. A shared
-# cache or CDN may keep the page for a short while (s-maxage) and serve it a little longer
-# while it asks again (stale-while-revalidate): the page changes only when a revision is
-# published. Browsers ask every time (max-age=0) and are answered 304 while it is the same.
+# Readers get the current revision's stored bytes: one cache read or one query, nothing
+# rendered. A shared cache or CDN may keep the page for a short while (s-maxage) and serve it
+# a little longer while it asks again (stale-while-revalidate): the page changes only when a
+# revision is published. Browsers ask every time (max-age=0) and get 304 while it is the same.
 PUBLIC_PAGE_CACHING = "public, max-age=0, s-maxage=300, stale-while-revalidate=600"
 
 
 @require_safe
 def guide_detail(request: HttpRequest, slug: str) -> HttpResponse:
     gzipped = re_accepts_gzip.search(request.headers.get("Accept-Encoding", "")) is not None
-    revision = Revision.objects.current_page(slug, gzipped=gzipped)
-    if revision is None:
+    page = current_page(slug, gzipped=gzipped)
+    if page is None:
         raise Http404("No published guide here")
+    etag, body = page
     # The compressed page is another representation of the same revision: a weak ETag, as
     # Django's GZipMiddleware gives a page it compresses. No Last-Modified: HTTP dates count
     # whole seconds, and two revisions published within one would share a date.
-    etag = f"W/{revision.etag}" if gzipped else revision.etag
+    etag = f"W/{etag}" if gzipped else etag
     not_modified = get_conditional_response(request, etag=etag)
-    response = not_modified or HttpResponse(revision.gzipped if gzipped else revision.html)
+    response = not_modified or HttpResponse(body)
     if gzipped and not not_modified:
         response["Content-Encoding"] = "gzip"
     response["ETag"] = etag

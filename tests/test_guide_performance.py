@@ -60,3 +60,20 @@ def test_first_load_of_the_real_guide_is_at_most_60_kb(client, leukemia_guide):
     print(f"first load of the guide: {total / 1024:.1f} KB", sizes)
     assert len(sizes) >= 3, "the page, Bootstrap and the site stylesheet"
     assert total <= MAX_FIRST_LOAD
+
+
+def test_a_second_reader_costs_no_query_and_a_publication_reaches_the_next(
+    client, make_guide, django_capture_on_commit_callbacks
+):
+    guide = make_guide(items=3)
+    url = guide.get_absolute_url()
+    assert queries_for(client, url) == READER_QUERIES
+    assert queries_for(client, url) == 0  # from the shared cache
+    with django_capture_on_commit_callbacks(execute=True):
+        guide.lead = "A corrected opening."
+        guide.save()
+        publish(guide, kind="correction", summary="The opening corrected.")
+        # A reader between the publication and its commit keeps what they read in the cache
+        # (this one shares the test's connection; one on another would read the old rows).
+        client.get(url)
+    assert "A corrected opening." in client.get(url).content.decode()

@@ -22,12 +22,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis as redis_py
 from aiosmtpd.controller import Controller
 
 from cancerfax.cache_outage import RESTING_SECONDS
 
 from .sample_files import large_pdf, pdf_bytes
 from .servers import (
+    GUIDES,
     Family,
     PostgresServer,
     RedisServer,
@@ -41,6 +43,11 @@ from .servers import (
 )
 
 pytestmark = pytest.mark.faults
+
+
+def redis_client(url: str) -> redis_py.Redis:
+    return redis_py.Redis.from_url(url, socket_timeout=2)
+
 
 NOTHING_SAVED = (
     b"nothing was stored",  # the form's own answer when saving fails
@@ -391,18 +398,21 @@ def test_the_database_gone_while_files_wait_and_while_one_is_checked(site):
     site.assert_nothing_lost_or_left()
 
 
-def test_an_edit_shows_at_once_on_every_worker(site):
-    """Four workers, each a process of its own: the cache they share (files, or Redis)
-    must carry an edit made anywhere, here by another process altogether."""
-    assert manage(site.env, "loaddata", "fixtures/guides.json").returncode == 0
+def test_a_publication_shows_at_once_on_every_worker(site):
+    """Four workers, each a process of its own, reading the page from the cache they share
+    (files, or Redis): a revision published anywhere, here by another process altogether,
+    reaches every one of them at once."""
+    prepare(site.env, *GUIDES)
     guide = "/guides/gene-therapy-for-leukemia/"
     reader = Family(site.url)
-    for _ in range(12):  # every worker renders or reads the page into the cache
+    for _ in range(12):  # every worker reads the page into the cache
         assert reader.get(guide).status == 200
     lead = "Checked again by the editor, in another process."
     edit = (
-        "from guides.models import Guide; g = Guide.objects.get(slug='gene-therapy-for-leukemia');"
-        f" g.lead = {lead!r}; g.save()"
+        "from django.contrib.auth.models import User; from guides.models import Guide;"
+        " g = Guide.objects.get(slug='gene-therapy-for-leukemia');"
+        f" g.lead = {lead!r}; g.save();"
+        " g.publish(User.objects.get(username='approver'), kind='correction', summary='Again.')"
     )
     result = manage(site.env, "shell", "-c", edit)
     assert result.returncode == 0, result.stderr
@@ -411,17 +421,20 @@ def test_an_edit_shows_at_once_on_every_worker(site):
 
 
 def test_redis_stopped_or_frozen_while_readers_and_families_come(site, tmp_path):
-    """Redis keeps cached pages and the rate-limit counts, nothing else: while it is gone or
-    hangs, readers still get the guide and families' reports are stored; when it is back,
-    pages are cached again, without restarting anything."""
-    assert manage(site.env, "loaddata", "fixtures/guides.json").returncode == 0
+    """Redis keeps the current guide pages for a minute and the rate-limit counts, nothing
+    else: while it is gone or hangs, readers still get the guide (from the database) and
+    families' reports are stored; when it is back, pages are kept there again, without
+    restarting anything."""
+    prepare(site.env, *GUIDES)
     guide = "/guides/gene-therapy-for-leukemia/"
     with ExitStack() as stack:
         redis = RedisServer(stack, tmp_path)
         env = {**site.env, "REDIS_URL": redis.url, "WEB_CONCURRENCY": "2"}
         url, _ = start_gunicorn(stack, env, tmp_path / "gunicorn-redis.log")
         reader, family = Family(url), Family(url)
-        assert "ETag" in reader.get(guide).headers
+        etag = reader.get(guide).headers["ETag"]
+        kept = redis_client(redis.url)
+        assert kept.keys("*guide-page*")
         before = site.inquiry_count()
 
         def answers_while_redis_is_out() -> None:
@@ -430,7 +443,7 @@ def test_redis_stopped_or_frozen_while_readers_and_families_come(site, tmp_path)
                 page = reader.get(guide)
                 assert page.status == 200
                 assert b"What this means for patients" in page.data
-                assert "ETag" not in page.headers
+                assert page.headers["ETag"] == etag  # the same revision, from the database
             # Each of the 2 workers waits out the one-second timeout once, then leaves Redis
             # alone for a while (cancerfax/cache_outage.py).
             assert time.monotonic() - started < 4
@@ -453,10 +466,12 @@ def test_redis_stopped_or_frozen_while_readers_and_families_come(site, tmp_path)
 
         redis.start()
         assert reader.get("/healthz").status == 200
-        # Cached again once the workers' ten seconds of rest are over, with no restart.
+        # Kept there again once the workers' ten seconds of rest are over, with no restart.
         deadline = time.monotonic() + 20
-        while "ETag" not in reader.get(guide).headers:
-            assert time.monotonic() < deadline, "pages were not cached again"
+        kept = redis_client(redis.url)
+        while not kept.keys("*guide-page*"):
+            assert reader.get(guide).status == 200
+            assert time.monotonic() < deadline, "pages were not kept in Redis again"
             time.sleep(0.5)
         assert family.send(small_pdf()).status == 302
     assert site.inquiry_count() == before + 3

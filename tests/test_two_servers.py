@@ -62,6 +62,8 @@ class Cluster:
     s3: object
     data_dirs: list[Path]
     setup_link: str
+    # For manage.py on a machine of its own, sharing the database, Redis and the bucket.
+    env: dict
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +156,12 @@ def cluster(tmp_path_factory):
         worker_dir.mkdir()
         start_worker(stack, {**shared, "DATA_DIR": str(worker_dir)}, folder / "worker.log")
         yield Cluster(
-            a=urls[0], b=urls[1], s3=s3, data_dirs=data_dirs, setup_link=printed.stdout.strip()
+            a=urls[0],
+            b=urls[1],
+            s3=s3,
+            data_dirs=data_dirs,
+            setup_link=printed.stdout.strip(),
+            env=setup,
         )
 
 
@@ -235,7 +242,9 @@ def test_two_servers_share_inquiries_documents_guide_edits_and_the_rate_limit(
     for data_dir in cluster.data_dirs:
         assert [p for p in data_dir.rglob("*") if p.is_file()] == []
 
-    # 2. A reader has the guide from server A's cache; an editor changes it on server B.
+    # 2. A reader has the guide from server A's cache; an editor changes the draft on server
+    # B, and a clinical approver publishes it from a third machine: server A's next reader
+    # gets it at once.
     guide = "/guides/gene-therapy-for-leukemia/"
     reader = new_context().new_page()
     reader.goto(cluster.a + guide)
@@ -247,6 +256,17 @@ def test_two_servers_share_inquiries_documents_guide_edits_and_the_rate_limit(
     desk.locator("textarea[name=lead]").fill(new_lead)
     desk.get_by_role("button", name="Save", exact=True).first.click()
     expect(desk.locator(".messagelist")).to_contain_text("was changed successfully")
+    reader.goto(cluster.a + guide)
+    expect(reader.get_by_text(new_lead)).to_have_count(0)  # a draft, until it is published
+    published = manage(
+        cluster.env,
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; from guides.models import Guide; "
+        "Guide.objects.get(slug='gene-therapy-for-leukemia').publish("
+        "User.objects.get(username='approver'), kind='correction', summary='Checked again.')",
+    )
+    assert published.returncode == 0, published.stderr
     reader.goto(cluster.a + guide)
     expect(reader.get_by_text(new_lead)).to_be_visible()
 

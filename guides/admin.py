@@ -170,6 +170,7 @@ class GuideAdmin(admin.ModelAdmin):
                     "summary",
                     "lead",
                     "at_a_glance",
+                    "cta_heading",
                 ]
             },
         ),

@@ -100,6 +100,14 @@ class Guide(models.Model):
         "(160 characters at most).",
     )
     at_a_glance = models.TextField(help_text="The “At a glance” box: one point per line.")
+    cta_heading = models.CharField(
+        "call to action",
+        max_length=120,
+        default="Could a treatment or trial apply to the patient?",
+        help_text="The question above the button to send medical reports, shown after “At a "
+        "glance” on phones and near the end of the page, e.g. “Does CAR-T apply to your "
+        "diagnosis?”.",
+    )
 
     patients_text = models.TextField("What this means for patients")
     developments_intro = models.TextField("Key developments: introduction", blank=True)
@@ -177,10 +185,14 @@ class Guide(models.Model):
         ]
         return [(anchor, heading) for anchor, heading, shown in sections if shown]
 
-    def balance_by_kind(self) -> list[tuple["BalancePoint.Kind", list["BalancePoint"]]]:
+    def balance_by_kind(self) -> list[tuple["BalancePoint.Kind", str, list["BalancePoint"]]]:
+        """(kind, its heading, its points) for each kind this guide has."""
         points = self.balance_points.all()
-        grouped = [(kind, [p for p in points if p.kind == kind]) for kind in BalancePoint.Kind]
-        return [(kind, items) for kind, items in grouped if items]
+        grouped = [
+            (kind, BalancePoint.HEADINGS[kind], [p for p in points if p.kind == kind])
+            for kind in BalancePoint.Kind
+        ]
+        return [group for group in grouped if group[2]]
 
     def labelled_texts(self) -> list[tuple[str, str]]:
         """All the prose a reader meets on the page, in page order, with where it stands."""
@@ -544,6 +556,9 @@ class BalancePoint(GuidePart):
     class Kind(models.TextChoices):
         BENEFIT = "benefit", "Benefit"
         LIMITATION = "limitation", "Limitation"
+
+    # Headings are written out, not made by adding an "s" to a label.
+    HEADINGS = {Kind.BENEFIT: "Benefits", Kind.LIMITATION: "Limitations"}
 
     guide = models.ForeignKey(Guide, on_delete=models.CASCADE, related_name="balance_points")
     kind = models.CharField(max_length=12, choices=Kind)

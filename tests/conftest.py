@@ -184,6 +184,7 @@ def build_guide(
         "lead": "An editor’s test guide about myeloma [ref:test-1].",
         "summary": "A short summary of the test guide.",
         "at_a_glance": "First point\nSecond point",
+        "cta_heading": "Could a myeloma trial apply to you?",
         "patients_text": "What the test guide means for patients.",
         "developments_intro": "",
         "products_intro": "",

@@ -83,6 +83,8 @@ def test_real_guide_shows_every_section_of_the_guide(guide_page):
     h2s = [text for level, text in guide_page.headings if level == "h2"]
     for heading in SECTION_HEADINGS:
         assert heading in h2s
+    assert ("h3", "Benefits") in guide_page.headings
+    assert ("h3", "Limitations") in guide_page.headings
     assert [text for level, text in guide_page.headings if level == "h1"] == [
         "Gene therapy for leukemia"
     ]
@@ -272,3 +274,15 @@ def test_loading_the_fixture_again_adds_no_duplicates(leukemia_guide):
     call_command("loaddata", ROOT / "fixtures" / "guides.json", verbosity=0)
     assert [model.objects.count() for model in models] == before
     assert before[:3] == [1, 12, 7]
+
+
+def test_the_way_to_send_records_follows_the_summary_on_phones_in_the_guides_words(
+    guide_page, leukemia_guide
+):
+    early = guide_page.soup.select_one("aside.cta-early")
+    # Straight after "At a glance", and hidden on wide screens, where the page is short.
+    assert early.find_previous_sibling("section")["class"] == ["glance"]
+    assert "d-lg-none" in early["class"]
+    assert early.p.get_text() == leukemia_guide.cta_heading
+    assert early.a["href"] == reverse("inquiries:new")
+    assert guide_page.soup.find(id="cta-heading").get_text() == leukemia_guide.cta_heading

@@ -6,6 +6,8 @@ and /healthz reports it down."""
 import logging
 import time
 
+from django.http import HttpRequest
+from django_ratelimit.core import is_ratelimited
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -41,3 +43,20 @@ def cache_failed(error: Exception, what: str) -> None:
         )
     else:
         logger.warning("%s without the cache this once: %s", what, type(error).__name__)
+
+
+def over_limit(
+    request: HttpRequest, group: str, rate: str, increment: bool, what: str = "Inquiries"
+) -> bool:
+    """Whether this client has gone past `rate` for `group` (counting this request if
+    `increment`). While the cache that keeps the counts cannot be reached, nobody is: a
+    family's inquiry matters more than a few minutes of keeping bots out."""
+    if cache_resting():
+        return False
+    try:
+        return is_ratelimited(
+            request, group=group, key="ip", rate=rate, method="POST", increment=increment
+        )
+    except CACHE_ERRORS as error:
+        cache_failed(error, f"{what} taken")
+        return False

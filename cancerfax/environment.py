@@ -3,6 +3,7 @@ cannot be understood stops start-up with a message that names it."""
 
 import ipaddress
 import os
+import re
 from urllib.parse import unquote, urlsplit
 
 import dj_database_url
@@ -47,6 +48,14 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if not items:
         raise ImproperlyConfigured(f"{name} must list at least one value, separated by commas.")
     return items
+
+
+def env_rate(name: str, default: str) -> str:
+    """A rate limit, e.g. "5/h" (five an hour), "20/d" or "10/30m"."""
+    rate = os.environ.get(name, "").strip() or default
+    if not re.fullmatch(r"\d+/\d*[smhd]", rate):
+        raise ImproperlyConfigured(f"{name} must look like 5/h, 20/d or 10/30m (got {rate!r}).")
+    return rate
 
 
 def env_networks(name: str, default: str) -> list[str]:

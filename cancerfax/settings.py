@@ -6,7 +6,6 @@ stops start-up with a message that names the variable.
 """
 
 import os
-import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -20,6 +19,7 @@ from cancerfax.environment import (
     env_list,
     env_mailer,
     env_networks,
+    env_rate,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -293,12 +293,9 @@ EMAIL_RETRY_SECONDS = env_int("EMAIL_RETRY_SECONDS", 60)
 # Closed inquiries keep their documents this long, then `erase_closed_documents` removes them.
 DOCUMENT_RETENTION_DAYS = env_int("DOCUMENT_RETENTION_DAYS", 365)
 
-# Inquiries one client may send, e.g. "5/h" (five an hour) or "20/d".
-INQUIRY_RATE_LIMIT = os.environ.get("INQUIRY_RATE_LIMIT", "").strip() or "5/h"
-if not re.fullmatch(r"\d+/\d*[smhd]", INQUIRY_RATE_LIMIT):
-    raise ImproperlyConfigured(
-        f"INQUIRY_RATE_LIMIT must look like 5/h, 20/d or 10/30m (got {INQUIRY_RATE_LIMIT!r})."
-    )
+# Inquiries one client may send; answers to "Was this page useful?" one client may give.
+INQUIRY_RATE_LIMIT = env_rate("INQUIRY_RATE_LIMIT", "5/h")
+GUIDE_FEEDBACK_RATE_LIMIT = env_rate("GUIDE_FEEDBACK_RATE_LIMIT", "10/h")
 CSRF_FAILURE_VIEW = "inquiries.views.csrf_failure"
 
 # Files in DATA_DIR/cache by default, shared by every worker of one server (each gunicorn

@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -14,6 +15,7 @@ from .models import (
     BalancePoint,
     Development,
     Faq,
+    Feedback,
     Guide,
     KeyNumber,
     Product,
@@ -123,7 +125,14 @@ class PublishForm(forms.Form):
 
 @admin.register(Guide)
 class GuideAdmin(admin.ModelAdmin):
-    list_display = ["title", "revision_shown", "reviewed", "review_due", "draft_edited"]
+    list_display = [
+        "title",
+        "revision_shown",
+        "reviewed",
+        "review_due",
+        "draft_edited",
+        "readers_said",
+    ]
     list_filter = [ReviewStatusFilter]
     search_fields = ["title", "slug", "summary"]
     prepopulated_fields = {"slug": ["title"]}
@@ -195,7 +204,16 @@ class GuideAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest):
-        return super().get_queryset(request).with_review_dates().select_related("last_edited_by")
+        return (
+            super()
+            .get_queryset(request)
+            .with_review_dates()
+            .select_related("last_edited_by")
+            .annotate(
+                useful=Count("feedback", filter=Q(feedback__useful=True)),
+                not_useful=Count("feedback", filter=Q(feedback__useful=False)),
+            )
+        )
 
     def get_urls(self):
         return [
@@ -210,6 +228,11 @@ class GuideAdmin(admin.ModelAdmin):
     @admin.display(description="Published revision", ordering="current_number")
     def revision_shown(self, guide: Guide) -> str:
         return f"Revision {guide.current_number}" if guide.current_number else "Not published"
+
+    @admin.display(description="Readers: useful / not")
+    def readers_said(self, guide: Guide) -> str:
+        url = reverse("admin:guides_feedback_changelist") + f"?guide__id__exact={guide.pk}"
+        return format_html('<a href="{}">{} / {}</a>', url, guide.useful, guide.not_useful)
 
     @admin.display(description="Last reviewed", ordering="last_reviewed")
     def reviewed(self, guide: Guide) -> str:
@@ -352,6 +375,29 @@ class RevisionAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    """What readers answered to "Was this page useful?", to read: nobody changes an answer."""
+
+    list_display = ["guide", "answer", "comment", "revision_number", "created_at"]
+    list_filter = ["guide", "useful"]
+    date_hierarchy = "created_at"
+    search_fields = ["comment"]
+    list_select_related = ["guide"]
+    fields = ["guide", "revision_number", "useful", "comment", "created_at"]
+    readonly_fields = fields
+
+    @admin.display(description="Useful?", ordering="useful")
+    def answer(self, feedback: Feedback) -> str:
+        return "Yes" if feedback.useful else "No"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
 

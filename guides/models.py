@@ -487,6 +487,26 @@ class Revision(models.Model):
         return self.kind == self.Kind.CORRECTION
 
 
+class Feedback(models.Model):
+    """A reader's answer to "Was this page useful?": anonymous, for the editors. Nothing
+    about the reader is kept, not even their address (the rate limit counts it in the cache,
+    as a key that expires)."""
+
+    guide = models.ForeignKey(Guide, on_delete=models.CASCADE, related_name="feedback")
+    revision_number = models.PositiveIntegerField(help_text="The revision the reader read.")
+    useful = models.BooleanField()
+    comment = models.TextField(blank=True, max_length=1000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "reader's feedback"
+        verbose_name_plural = "readers' feedback"
+
+    def __str__(self) -> str:
+        return f"{self.guide}: {'useful' if self.useful else 'not useful'}"
+
+
 class GuidePart(models.Model):
     """A repeated part of a guide, shown in the order of its position."""
 

@@ -1,14 +1,19 @@
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
+from django.db.models import Max
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.middleware.gzip import re_accepts_gzip
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.cache import get_conditional_response, patch_vary_headers
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.gzip import gzip_page
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import require_http_methods, require_safe
 
+from cancerfax.cache_outage import over_limit
+
+from .forms import FeedbackForm
 from .models import Guide, Revision, Service
 from .pages import current_page, render_draft
 
@@ -79,6 +84,43 @@ def guide_revision(request: HttpRequest, slug: str, number: int) -> HttpResponse
     response["X-Robots-Tag"] = "noindex, nofollow"
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+# The form is part of the stored page, which holds nothing per request, so it carries no
+# CSRF token: a forged post could only add an anonymous answer, as anyone can
+# (docs/decisions/, "Feedback without a CSRF token"). It is rate-limited instead.
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def guide_feedback(request: HttpRequest, slug: str) -> HttpResponse:
+    guide = get_object_or_404(Guide.objects.published(), slug=slug)
+    form = FeedbackForm(request.POST or None)
+    if request.method == "POST":
+        if over_limit(
+            request, "guides.feedback", settings.GUIDE_FEEDBACK_RATE_LIMIT, True, "Feedback"
+        ):
+            context = {"guide": guide, "form": form, "limited": True}
+            return render(request, "guides/feedback.html", context, status=429)
+        if form.is_valid():
+            feedback = form.save(commit=False)
+            feedback.guide, feedback.revision_number = guide, guide.current_number
+            feedback.save()
+            return redirect("guides:feedback_thanks", slug=slug)
+    return render(request, "guides/feedback.html", {"guide": guide, "form": form})
+
+
+@require_safe
+def feedback_thanks(request: HttpRequest, slug: str) -> HttpResponse:
+    guide = get_object_or_404(Guide.objects.published(), slug=slug)
+    return render(request, "guides/feedback_thanks.html", {"guide": guide})
+
+
+@gzip_page
+@require_safe
+def how_we_write(request: HttpRequest) -> HttpResponse:
+    # "At least every N months": the longest review cycle of any published guide.
+    longest = Guide.objects.published().aggregate(months=Max("review_cycle_months"))["months"]
+    default = Guide._meta.get_field("review_cycle_months").default
+    return render(request, "guides/how_we_write.html", {"review_months": longest or default})
 
 
 @require_safe

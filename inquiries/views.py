@@ -10,9 +10,8 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
-from django_ratelimit.core import is_ratelimited
 
-from cancerfax.cache_outage import CACHE_ERRORS, cache_failed, cache_resting
+from cancerfax.cache_outage import over_limit
 from cancerfax.middleware import client_address
 
 from .documents.pipeline import queue_checks
@@ -33,21 +32,6 @@ def sent_reference(request: HttpRequest) -> str | None:
     return request.get_signed_cookie(
         SENT_COOKIE, default=None, salt=SENT_SALT, max_age=SENT_SECONDS
     )
-
-
-def over_limit(request: HttpRequest, group: str, rate: str, increment: bool) -> bool:
-    """Whether this client has gone past `rate` for `group` (counting this request if
-    `increment`). While the cache that keeps the counts cannot be reached, nobody is: a
-    family's inquiry matters more than a few minutes of keeping bots out."""
-    if cache_resting():
-        return False
-    try:
-        return is_ratelimited(
-            request, group=group, key="ip", rate=rate, method="POST", increment=increment
-        )
-    except CACHE_ERRORS as error:
-        cache_failed(error, "Inquiries taken")
-        return False
 
 
 def held_for(request: HttpRequest) -> str:

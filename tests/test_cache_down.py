@@ -9,7 +9,6 @@ import pytest
 from redis.exceptions import ResponseError
 
 import cancerfax.cache_outage
-import inquiries.views
 from inquiries.models import Document, Inquiry
 
 from .conftest import files_in
@@ -86,7 +85,7 @@ def test_a_cache_refusing_one_command_is_tried_again_at_once(client, settings, m
         raise ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
 
     with monkeypatch.context() as refusing:
-        refusing.setattr(inquiries.views, "is_ratelimited", out_of_memory)
+        refusing.setattr(cancerfax.cache_outage, "is_ratelimited", out_of_memory)
         assert send(client).status_code == 302
     assert send(client).status_code == 302
     assert send(client).status_code == 429

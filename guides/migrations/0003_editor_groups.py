@@ -12,6 +12,8 @@ EDITORS = [
     "view_revision",
     "view_service",
     "change_service",
+    "view_feedback",
+    "delete_feedback",
 ]
 APPROVERS = [*EDITORS, "publish_guide", "add_reviewer", "change_reviewer"]
 

@@ -167,8 +167,9 @@ class Guide(models.Model):
     def glance_points(self) -> list[str]:
         return [line.strip() for line in self.at_a_glance.splitlines() if line.strip()]
 
-    def contents(self) -> list[tuple[str, str]]:
-        """The "On this page" list: the sections this guide has, in page order."""
+    def sections(self) -> dict[str, str]:
+        """The sections this guide has, in page order: {anchor: heading}. The page's
+        headings and its "On this page" list both come from here."""
         sections = [
             ("patients", "What this means for patients", True),
             ("developments", "Key developments", bool(self.developments.all())),
@@ -183,7 +184,7 @@ class Guide(models.Model):
             ("references", "References", bool(self.references.all())),
             ("changes", "Changes to this guide", True),
         ]
-        return [(anchor, heading) for anchor, heading, shown in sections if shown]
+        return {anchor: heading for anchor, heading, shown in sections if shown}
 
     def balance_by_kind(self) -> list[tuple["BalancePoint.Kind", str, list["BalancePoint"]]]:
         """(kind, its heading, its points) for each kind this guide has."""

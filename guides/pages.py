@@ -48,6 +48,7 @@ def page_context(guide: Guide, revision: Revision, history: list[Revision], draf
         "revision": revision,
         "history": history,
         "structured_data": guide.structured_data(revision),
+        "sections": guide.sections(),
         "citations": {reference.key: reference for reference in guide.references.all()},
         "services": list(Service.objects.all()),
         "draft": draft,

@@ -120,10 +120,12 @@ def test_whoever_changed_the_draft_last_may_not_publish_it(approver, client, leu
 def test_an_editor_without_the_permission_cannot_publish(editor, client, leukemia_guide):
     leukemia_guide.lead = "A change made by somebody else."
     leukemia_guide.save()
-    page = editor.get(publish_url(leukemia_guide)).content.decode()
-    assert "You do not have permission to publish guides." in page
+    page = BeautifulSoup(editor.get(publish_url(leukemia_guide)).content, "html.parser")
+    assert "You do not have permission to publish guides." in page.select_one(".errornote").text
+    assert page.find("input", value="Approve and publish") is None  # not offered
+    # Sent all the same, it is refused by the server.
     response = editor.post(publish_url(leukemia_guide), {"kind": "review", "summary": "Mine."})
-    alert = BeautifulSoup(response.content, "html.parser").select_one("form [role=alert]")
+    alert = BeautifulSoup(response.content, "html.parser").select_one("[role=alert]")
     assert alert.get_text(strip=True) == "You do not have permission to publish guides."
     assert leukemia_guide.revisions.count() == 1
     assert (

@@ -2,6 +2,8 @@
 
 import pytest
 
+from guides.models import Feedback
+
 from ..support import axe_violations, watch_csp
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -11,6 +13,9 @@ PAGES = {
     "home": "/",
     "guides": "/guides/",
     "guide": "/guides/gene-therapy-for-leukemia/",
+    "how-we-write": "/guides/how-we-write-our-guides/",
+    "feedback": "/guides/gene-therapy-for-leukemia/feedback/",
+    "feedback-thanks": "/guides/gene-therapy-for-leukemia/feedback/thanks/",
     "not-found": "/guides/no-such-guide/",
 }
 
@@ -104,3 +109,16 @@ def test_printed_guide_shows_every_answer_and_no_navigation(
     assert not page.locator("nav.contents").is_visible()
     assert not page.get_by_role("navigation", name="Main").is_visible()
     assert page.locator(".references a").first.is_visible()
+
+
+def test_a_reader_says_whether_the_guide_was_useful_without_javascript(
+    new_context, live_server, leukemia_guide, artifacts
+):
+    context = new_context(java_script_enabled=False, viewport={"width": 375, "height": 812})
+    page = context.new_page()
+    page.goto(live_server.url + PAGES["guide"])
+    page.get_by_label("Anything we should change? (optional)").fill("Clear, thank you.")
+    page.get_by_role("button", name="Yes, it was useful").click()
+    page.get_by_role("heading", name="Thank you").wait_for()
+    page.screenshot(path=artifacts / "feedback-sent-phone.png", full_page=True)
+    assert list(Feedback.objects.values_list("useful", "comment")) == [(True, "Clear, thank you.")]

@@ -406,6 +406,17 @@ class ReviewerAdmin(admin.ModelAdmin):
     list_display = ["name", "role", "qualifications", "is_fictional"]
     search_fields = ["name", "role"]
 
+    # A reviewer is named on the pages of their guides: changing one changes those drafts.
+    def save_model(self, request: HttpRequest, obj: Reviewer, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change:
+            obj.guides.mark_edited(request.user)
+
+    def delete_model(self, request: HttpRequest, obj: Reviewer) -> None:
+        guides = list(obj.guides.values_list("pk", flat=True))
+        super().delete_model(request, obj)
+        Guide.objects.filter(pk__in=guides).mark_edited(request.user)
+
     @admin.display(description="Fictional", boolean=True, ordering="fictional")
     def is_fictional(self, reviewer: Reviewer) -> bool:
         return reviewer.fictional
@@ -415,3 +426,17 @@ class ReviewerAdmin(admin.ModelAdmin):
 class ServiceAdmin(admin.ModelAdmin):
     list_display = ["title", "position"]
     list_editable = ["position"]
+
+    # Every guide page shows the services: a change to one is a change to every draft, and
+    # whoever made it may not publish it (four eyes).
+    def save_model(self, request: HttpRequest, obj: Service, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        Guide.objects.mark_edited(request.user)
+
+    def delete_model(self, request: HttpRequest, obj: Service) -> None:
+        super().delete_model(request, obj)
+        Guide.objects.mark_edited(request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        super().delete_queryset(request, queryset)
+        Guide.objects.mark_edited(request.user)

@@ -77,6 +77,11 @@ class GuideQuerySet(models.QuerySet):
             "reviewers",
         )
 
+    def mark_edited(self, user) -> int:
+        """Records `user` as the last editor of these guides' drafts: a change outside the
+        guide's own page (a reviewer, a service) changes what each would publish."""
+        return self.update(last_edited_by=user, last_edited_at=timezone.now())
+
 
 class GuideManager(models.Manager.from_queryset(GuideQuerySet)):
     def get_by_natural_key(self, slug: str) -> "Guide":

@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from guides.models import PublishRefused, Revision, add_months
+from guides.models import PublishRefused, Revision, Service, add_months
 
 from .conftest import sign_in_with_second_factor
 from .support import change_guide, clinical_approver, guide_staff, publish
@@ -115,6 +115,39 @@ def test_whoever_changed_the_draft_last_may_not_publish_it(approver, client, leu
         "A change by the approver."
         in client.get(leukemia_guide.get_absolute_url()).content.decode()
     )
+
+
+def test_a_change_to_a_service_or_a_reviewer_counts_as_a_change_to_the_draft(
+    approver, leukemia_guide
+):
+    # Both are on the guide's page: whoever changed them may not publish it either.
+    service = Service.objects.first()
+    response = approver.post(
+        f"/admin/guides/service/{service.pk}/change/",
+        {"title": "Second opinions, changed", "description": service.description, "position": 0},
+    )
+    assert response.status_code == 302
+    response = approver.post(
+        publish_url(leukemia_guide), {"kind": "correction", "summary": "My service change."}
+    )
+    assert "(four eyes)" in response.content.decode()
+    publish(leukemia_guide, kind="correction", summary="Checked by somebody else.")
+    reviewer = leukemia_guide.reviewers.first()
+    response = approver.post(
+        f"/admin/guides/reviewer/{reviewer.pk}/change/",
+        {
+            "name": reviewer.name,
+            "role": "Consultant",
+            "qualifications": reviewer.qualifications,
+            "fictional": "on",
+        },
+    )
+    assert response.status_code == 302
+    response = approver.post(
+        publish_url(leukemia_guide), {"kind": "correction", "summary": "My reviewer change."}
+    )
+    assert "(four eyes)" in response.content.decode()
+    assert leukemia_guide.revisions.count() == 2
 
 
 def test_an_editor_without_the_permission_cannot_publish(editor, client, leukemia_guide):

@@ -80,9 +80,10 @@ class ProductInline(GuidePartInline):
     model = Product
     fields = [
         ("brand_name", "generic_name", "position"),
-        ("disease", "target", "first_approved"),
+        ("disease", "target", "first_approved", "first_approved_in"),
         "indication",
         "key_result",
+        "harms",
     ]
 
 

@@ -218,7 +218,7 @@ class Guide(models.Model):
             (
                 f"Product “{p.brand_name}”",
                 f"{p.brand_name} {p.generic_name} {p.target} {p.get_disease_display()} "
-                f"{p.indication} {p.key_result}",
+                f"{p.indication} {p.key_result} {p.harms}",
             )
             for p in self.products.all()
         ]
@@ -557,9 +557,32 @@ class Product(GuidePart):
         choices=Disease,
         help_text="The kind of blood cancer this row is mainly about.",
     )
-    first_approved = models.DateField("first US approval")
-    indication = models.TextField("approved for")
-    key_result = models.TextField("key trial result")
+
+    class Region(models.TextChoices):
+        US = "US", "US"
+        EU = "EU", "EU"
+        UK = "UK", "UK"
+        CHINA = "China", "China"
+
+    first_approved = models.DateField("first approval")
+    first_approved_in = models.CharField(
+        max_length=10,
+        choices=Region,
+        default=Region.US,
+        help_text="Where that first approval was given.",
+    )
+    indication = models.TextField(
+        "approved for", help_text="Label every approval and age limit US, EU or UK."
+    )
+    key_result = models.TextField(
+        "key trial result",
+        help_text="With how many people: who signed up, and who received the cells.",
+    )
+    harms = models.TextField(
+        "serious side effects",
+        blank=True,
+        help_text="How often, of how many people; the same trial as the result where possible.",
+    )
 
     class Meta(GuidePart.Meta):
         verbose_name = "approved product"

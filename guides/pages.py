@@ -80,10 +80,9 @@ def current_page(slug: str, *, gzipped: bool) -> tuple[str, bytes] | None:
         else:
             if page is not None:
                 return page
-    revision = Revision.objects.current_page(slug, gzipped=gzipped)
-    if revision is None:
+    page = Revision.objects.current_page(slug, gzipped=gzipped)
+    if page is None:
         return None
-    page = (revision.etag, bytes(revision.gzipped if gzipped else revision.html))
     if not cache_resting():
         try:
             cache.set(key, page, PAGE_SECONDS)

@@ -122,6 +122,8 @@ class PublishForm(forms.Form):
         help_text="Shown under “Changes to this guide”, e.g. “Updated the approvals in the "
         "EU and UK.” 300 characters at most.",
     )
+    # The draft as the approver read it (Guide.fingerprint): a change since is refused.
+    fingerprint = forms.CharField(widget=forms.HiddenInput)
 
 
 @admin.register(Guide)
@@ -203,6 +205,14 @@ class GuideAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Guide | None = None):
+        # A published guide's address is in search engines, links and its stored pages.
+        published = obj is not None and obj.revisions.exists()
+        return [*self.readonly_fields, "slug"] if published else self.readonly_fields
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Guide | None = None):
+        return {} if obj is not None and obj.revisions.exists() else self.prepopulated_fields
 
     def get_queryset(self, request: HttpRequest):
         return (
@@ -305,13 +315,14 @@ class GuideAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request, guide):
             raise PermissionDenied
         may_publish = request.user.has_perm("guides.publish_guide")
-        form = PublishForm(request.POST or None)
+        form = PublishForm(request.POST or None, initial={"fingerprint": guide.fingerprint()})
         if request.method == "POST" and form.is_valid():
             try:
                 revision = guide.publish(
                     request.user,
                     kind=form.cleaned_data["kind"],
                     summary=form.cleaned_data["summary"],
+                    fingerprint=form.cleaned_data["fingerprint"],
                 )
             except PublishRefused as refused:
                 form.add_error(None, str(refused))
@@ -330,12 +341,10 @@ class GuideAdmin(admin.ModelAdmin):
             "title": f"Publish “{guide}”",
             "guide": guide,
             "current": current,
-            "changes": differences(
-                current.content["texts"] if current else [], guide.labelled_texts()
-            ),
+            "changes": differences(current.content if current else None, guide.snapshot()),
             "form": form,
             "may_publish": may_publish,
-            "edited_it_last": guide.last_edited_by_id == request.user.pk,
+            "edited_it": guide.draft_editors.filter(pk=request.user.pk).exists(),
             "revisions": guide.revisions.select_related("approved_by").order_by("-number"),
         }
         return TemplateResponse(request, "admin/guides/publish.html", context)
@@ -416,6 +425,11 @@ class ReviewerAdmin(admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: Reviewer) -> None:
         guides = list(obj.guides.values_list("pk", flat=True))
         super().delete_model(request, obj)
+        Guide.objects.filter(pk__in=guides).mark_edited(request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        guides = list(Guide.objects.filter(reviewers__in=queryset).values_list("pk", flat=True))
+        super().delete_queryset(request, queryset)
         Guide.objects.filter(pk__in=guides).mark_edited(request.user)
 
     @admin.display(description="Fictional", boolean=True, ordering="fictional")

@@ -1,4 +1,6 @@
 import calendar
+import hashlib
+import json
 import math
 import re
 from datetime import date, timedelta
@@ -55,6 +57,9 @@ class GuideQuerySet(models.QuerySet):
             last_reviewed=Subquery(current.values("reviewed_on")[:1]),
             updated=Subquery(current.values("approved_at")[:1]),
             next_review_due=Subquery(current.values("next_review_due")[:1]),
+            published_title=Subquery(current.values("content__guide__title")[:1]),
+            published_summary=Subquery(current.values("content__guide__summary")[:1]),
+            published_category=Subquery(current.values("content__guide__category")[:1]),
         )
 
     def due_for_review(self, within_days: int = 30, today: date | None = None):
@@ -78,9 +83,16 @@ class GuideQuerySet(models.QuerySet):
         )
 
     def mark_edited(self, user) -> int:
-        """Records `user` as the last editor of these guides' drafts: a change outside the
-        guide's own page (a reviewer, a service) changes what each would publish."""
-        return self.update(last_edited_by=user, last_edited_at=timezone.now())
+        """Records `user` as an editor of these guides' drafts: a change outside the guide's
+        own page (a reviewer, a service) changes what each would publish."""
+        guides = list(self.values_list("pk", flat=True))
+        Editors = Guide.draft_editors.through
+        Editors.objects.bulk_create(
+            [Editors(guide_id=pk, user_id=user.pk) for pk in guides], ignore_conflicts=True
+        )
+        return Guide.objects.filter(pk__in=guides).update(
+            last_edited_by=user, last_edited_at=timezone.now()
+        )
 
 
 class GuideManager(models.Manager.from_queryset(GuideQuerySet)):
@@ -147,6 +159,10 @@ class Guide(models.Model):
         related_name="+",
     )
     last_edited_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Everyone who changed the draft since it was last published: none of them may publish it.
+    draft_editors = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="+", blank=True, editable=False
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = GuideManager()
@@ -293,11 +309,9 @@ class Guide(models.Model):
         return [page, faq] if self.faqs.all() else [page]
 
     def mark_edited(self, user) -> None:
-        """Records `user` as the draft's last editor (the four-eyes rule)."""
-        self.last_edited_by, self.last_edited_at = user, timezone.now()
-        Guide.objects.filter(pk=self.pk).update(
-            last_edited_by=user, last_edited_at=self.last_edited_at
-        )
+        """Records `user` as an editor of the draft (the four-eyes rule)."""
+        Guide.objects.filter(pk=self.pk).mark_edited(user)
+        self.refresh_from_db(fields=["last_edited_by", "last_edited_at"])
 
     def snapshot(self) -> dict:
         """The whole draft as it stands: every field of the guide and of each of its parts,
@@ -310,17 +324,31 @@ class Guide(models.Model):
         }
         return {
             "guide": model_to_dict(
-                self, exclude=["id", "reviewers", "last_edited_by", "last_edited_at"]
+                self,
+                exclude=["id", "reviewers", "last_edited_by", "last_edited_at", "draft_editors"],
             ),
             "parts": parts,
-            "reviewers": [reviewer.as_person() for reviewer in self.reviewers.all()],
+            "reviewers": [
+                model_to_dict(reviewer, exclude=["id"]) for reviewer in self.reviewers.all()
+            ],
+            "services": [
+                model_to_dict(service, exclude=["id"]) for service in Service.objects.all()
+            ],
             "texts": self.labelled_texts(),
         }
+
+    def fingerprint(self) -> str:
+        """A short digest of the draft as it stands: the approver publishes what they read,
+        not what someone changed since."""
+        encoded = json.dumps(self.snapshot(), cls=DjangoJSONEncoder, sort_keys=True)
+        return hashlib.sha256(encoded.encode()).hexdigest()[:16]
 
     def current_revision(self) -> "Revision | None":
         return self.revisions.order_by("-number").first()
 
-    def publish(self, approver, *, kind: str, summary: str) -> "Revision":
+    def publish(
+        self, approver, *, kind: str, summary: str, fingerprint: str | None = None
+    ) -> "Revision":
         """Makes the draft, as it stands, the guide's next revision: what readers get from
         now on. Raises PublishRefused, with a sentence for the approver, when `approver` may
         not publish it."""
@@ -333,12 +361,17 @@ class Guide(models.Model):
             raise PublishRefused("Write a short summary of what changed, for readers.")
         with transaction.atomic():
             guide = Guide.objects.select_for_update().get(pk=self.pk)
-            if guide.last_edited_by_id is not None and guide.last_edited_by_id == approver.pk:
+            if guide.draft_editors.filter(pk=approver.pk).exists():
                 raise PublishRefused(
-                    "You made the last change to this draft, so someone else must approve "
-                    "and publish it (four eyes)."
+                    "You made a change to this draft, so someone else must approve and "
+                    "publish it (four eyes)."
                 )
             guide = Guide.objects.with_content().get(pk=self.pk)
+            if fingerprint is not None and fingerprint != guide.fingerprint():
+                raise PublishRefused(
+                    "The draft changed while you were reading it. Read the changes again "
+                    "before you publish."
+                )
             problems = guide.unresolved_citations()
             if problems:
                 raise PublishRefused(
@@ -362,7 +395,10 @@ class Guide(models.Model):
                 number=previous.number + 1 if previous else 1,
                 kind=kind,
                 summary=summary,
-                content=guide.snapshot(),
+                content={
+                    **guide.snapshot(),
+                    "editors": sorted(user.get_username() for user in guide.draft_editors.all()),
+                },
                 edited_by=guide.last_edited_by,
                 approved_by=approver,
                 approved_at=approved_at,
@@ -371,6 +407,7 @@ class Guide(models.Model):
             )
             revision.html, revision.gzipped = render_revision(guide, revision)
             revision.save()
+            guide.draft_editors.clear()
             # Now, and again once committed: a reader in between reads the old revision and
             # may keep it in the cache, under the key just forgotten.
             forget_page(guide.slug)
@@ -434,6 +471,13 @@ CURRENT_PAGE_SQL = {
 
 
 class RevisionQuerySet(models.QuerySet):
+    # A published revision is what readers were served: never changed, never removed.
+    def update(self, **kwargs):
+        raise ValueError("A published revision is never changed.")
+
+    def delete(self):
+        raise ValueError("A published revision is never deleted.")
+
     def current_page(self, slug: str, *, gzipped: bool) -> tuple[str, bytes] | None:
         """(ETag, body) of the current revision of the guide at `slug`, or None: one query.
 

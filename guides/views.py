@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.db.models import Max
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.middleware.gzip import re_accepts_gzip
@@ -60,12 +61,16 @@ def guide_detail(request: HttpRequest, slug: str) -> HttpResponse:
     if gzipped and not not_modified:
         response["Content-Encoding"] = "gzip"
     response["ETag"] = etag
-    response["Cache-Control"] = PUBLIC_PAGE_CACHING
+    # A signed-in member of staff may be sent their session cookie with this response: no
+    # shared cache may keep that one.
+    signed_in = settings.SESSION_COOKIE_NAME in request.COOKIES
+    response["Cache-Control"] = "private, max-age=0" if signed_in else PUBLIC_PAGE_CACHING
     patch_vary_headers(response, ["Accept-Encoding"])
     return response
 
 
 @staff_member_required
+@permission_required("guides.view_guide", raise_exception=True)
 @require_safe
 def guide_preview(request: HttpRequest, slug: str) -> HttpResponse:
     guide = get_object_or_404(Guide.objects.with_content(), slug=slug)
@@ -76,6 +81,7 @@ def guide_preview(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @staff_member_required
+@permission_required("guides.view_guide", raise_exception=True)
 @require_safe
 def guide_revision(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     """A past revision exactly as readers were served it."""

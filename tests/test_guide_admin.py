@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from bs4 import BeautifulSoup
 from django.core.management import call_command
+from django.db import models
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -32,8 +33,23 @@ def approver(db):
     return browser
 
 
+def set_review_dates(guide, **dates) -> None:
+    # A revision is never changed (its queryset refuses): the test moves the clock instead,
+    # through the plain queryset's own update.
+    models.QuerySet.update(Revision.objects.filter(guide=guide), **dates)
+
+
 def publish_url(guide) -> str:
     return reverse("admin:guides_guide_publish", args=[guide.pk])
+
+
+def send_publish(client, guide, **data):
+    """The publish form sent as a browser sends it: with the fingerprint of the draft the
+    page showed."""
+    page = BeautifulSoup(client.get(publish_url(guide)).content, "html.parser")
+    field = page.find("input", attrs={"name": "fingerprint"})
+    fingerprint = field["value"] if field else guide.fingerprint()
+    return client.post(publish_url(guide), {"fingerprint": fingerprint, **data})
 
 
 def main_text(html: str) -> str:
@@ -69,13 +85,15 @@ def test_an_editors_change_is_a_draft_until_an_approver_publishes_it(
     page = approver.get(publish_url(leukemia_guide)).content.decode()
     differences = BeautifulSoup(page, "html.parser").find("table", class_="differences")
     rows = [" ".join(row.get_text(" ").split()) for row in differences.tbody.find_all("tr")]
-    assert any(row.startswith("Lead changed") and "calmer" in row for row in rows)
-    assert any("What should I ask my haematologist first?" in row for row in rows)
-    assert len(rows) == 3  # the lead; one question, renamed: removed and added
+    assert any(row.startswith("Guide: lead changed") and "calmer" in row for row in rows)
+    assert any(row.startswith("Text: Lead changed") for row in rows)  # as readers meet it
+    renamed = [row for row in rows if "What should I ask my haematologist first?" in row]
+    assert renamed, rows
 
-    response = approver.post(
-        publish_url(leukemia_guide),
-        {"kind": "correction", "summary": "Made the opening gentler; clearer first question."},
+    response = send_publish(
+        approver,
+        leukemia_guide,
+        **{"kind": "correction", "summary": "Made the opening gentler; clearer first question."},
     )
     assert response.status_code == 302
     after = client.get(url)
@@ -92,9 +110,9 @@ def test_whoever_changed_the_draft_last_may_not_publish_it(approver, client, leu
     response = change_guide(approver, leukemia_guide, lead="A change by the approver.")
     assert response.status_code == 302
     page = approver.get(publish_url(leukemia_guide)).content.decode()
-    assert "You made the last change to this draft, so someone else must approve" in page
-    response = approver.post(
-        publish_url(leukemia_guide), {"kind": "correction", "summary": "My own change."}
+    assert "You made a change to this draft, so someone else must approve" in page
+    response = send_publish(
+        approver, leukemia_guide, **{"kind": "correction", "summary": "My own change."}
     )
     assert response.status_code == 200
     assert "someone else must approve and publish it (four eyes)" in response.content.decode()
@@ -127,8 +145,8 @@ def test_a_change_to_a_service_or_a_reviewer_counts_as_a_change_to_the_draft(
         {"title": "Second opinions, changed", "description": service.description, "position": 0},
     )
     assert response.status_code == 302
-    response = approver.post(
-        publish_url(leukemia_guide), {"kind": "correction", "summary": "My service change."}
+    response = send_publish(
+        approver, leukemia_guide, **{"kind": "correction", "summary": "My service change."}
     )
     assert "(four eyes)" in response.content.decode()
     publish(leukemia_guide, kind="correction", summary="Checked by somebody else.")
@@ -143,8 +161,8 @@ def test_a_change_to_a_service_or_a_reviewer_counts_as_a_change_to_the_draft(
         },
     )
     assert response.status_code == 302
-    response = approver.post(
-        publish_url(leukemia_guide), {"kind": "correction", "summary": "My reviewer change."}
+    response = send_publish(
+        approver, leukemia_guide, **{"kind": "correction", "summary": "My reviewer change."}
     )
     assert "(four eyes)" in response.content.decode()
     assert leukemia_guide.revisions.count() == 2
@@ -157,7 +175,7 @@ def test_an_editor_without_the_permission_cannot_publish(editor, client, leukemi
     assert "You do not have permission to publish guides." in page.select_one(".errornote").text
     assert page.find("input", value="Approve and publish") is None  # not offered
     # Sent all the same, it is refused by the server.
-    response = editor.post(publish_url(leukemia_guide), {"kind": "review", "summary": "Mine."})
+    response = send_publish(editor, leukemia_guide, **{"kind": "review", "summary": "Mine."})
     alert = BeautifulSoup(response.content, "html.parser").select_one("[role=alert]")
     assert alert.get_text(strip=True) == "You do not have permission to publish guides."
     assert leukemia_guide.revisions.count() == 1
@@ -168,7 +186,7 @@ def test_an_editor_without_the_permission_cannot_publish(editor, client, leukemi
 
 
 def test_publishing_without_a_summary_is_refused_politely(approver, leukemia_guide):
-    response = approver.post(publish_url(leukemia_guide), {"kind": "review", "summary": "  "})
+    response = send_publish(approver, leukemia_guide, **{"kind": "review", "summary": "  "})
     assert response.status_code == 200
     assert "This field is required." in response.content.decode()
     assert leukemia_guide.revisions.count() == 1
@@ -245,8 +263,8 @@ def test_admin_lists_guides_overdue_for_review(editor, make_guide):
     today = timezone.localdate()
     overdue = make_guide(slug="overdue", title="Overdue guide")
     # A revision is never changed; the test moves the clock's effect instead.
-    overdue.revisions.update(
-        reviewed_on=today - timedelta(days=400), next_review_due=today - timedelta(days=35)
+    set_review_dates(
+        overdue, reviewed_on=today - timedelta(days=400), next_review_due=today - timedelta(days=35)
     )
     make_guide(slug="current", title="Current guide")
     html = editor.get("/admin/guides/guide/?review=overdue").content.decode()
@@ -263,11 +281,11 @@ def test_review_reminders_email_the_editors_about_due_and_overdue_guides(
     guide_staff("casey-editor", "Guide editors")
     clinical_approver("robin-approver")
     overdue = make_guide(slug="overdue", title="Overdue guide")
-    overdue.revisions.update(
-        reviewed_on=today - timedelta(days=368), next_review_due=today - timedelta(days=3)
+    set_review_dates(
+        overdue, reviewed_on=today - timedelta(days=368), next_review_due=today - timedelta(days=3)
     )
     soon = make_guide(slug="soon", title="Soon guide")
-    soon.revisions.update(next_review_due=today + timedelta(days=20))
+    set_review_dates(soon, next_review_due=today + timedelta(days=20))
     make_guide(slug="later", title="Later guide")
     call_command("review_reminders", verbosity=0)
     recipients = sorted(address for message in mailoutbox for address in message.to)
@@ -319,3 +337,93 @@ def test_citation_warning_says_where_the_broken_citation_is(editor, leukemia_gui
     )
     followed = editor.get(response.url).content.decode()
     assert "[ref:missing-source] in Question “" in followed
+
+
+def test_no_one_who_changed_the_draft_may_publish_it_whoever_changed_it_after(
+    approver, editor, leukemia_guide
+):
+    change_guide(approver, leukemia_guide, lead="A change by the approver.")
+    # Somebody else changes something after: the approver's own change is still in the draft.
+    service = Service.objects.first()
+    editor.post(
+        f"/admin/guides/service/{service.pk}/change/",
+        {"title": service.title, "description": service.description, "position": 5},
+    )
+    response = send_publish(approver, leukemia_guide, kind="correction", summary="Mine.")
+    assert "(four eyes)" in response.content.decode()
+    assert leukemia_guide.revisions.count() == 1
+    revision = publish(leukemia_guide, kind="correction", summary="Checked by a third person.")
+    assert revision.content["editors"] == ["casey-editor", "robin-approver"]
+
+
+def test_the_comparison_shows_every_change_not_only_the_text(approver, editor, leukemia_guide):
+    reference = leukemia_guide.references.get(key="maude-2018")
+    position = list(leukemia_guide.references.all()).index(reference)
+    change_guide(
+        editor,
+        leukemia_guide,
+        review_cycle_months="36",
+        **{f"references-{position}-url": "https://example.org/elsewhere"},
+    )
+    page = BeautifulSoup(approver.get(publish_url(leukemia_guide)).content, "html.parser")
+    rows = [" ".join(r.get_text(" ").split()) for r in page.select("table.differences tbody tr")]
+    assert any(r.startswith("Reference “maude-2018”: url changed") for r in rows), rows
+    assert any(r.startswith("Guide: review_cycle_months changed") for r in rows), rows
+
+
+def test_the_approver_publishes_what_they_read_not_a_later_change(
+    approver, editor, client, leukemia_guide
+):
+    change_guide(editor, leukemia_guide, lead="A benign change.")
+    page = BeautifulSoup(approver.get(publish_url(leukemia_guide)).content, "html.parser")
+    read = page.find("input", attrs={"name": "fingerprint"})["value"]
+    change_guide(editor, leukemia_guide, lead="A change made while the approver was reading.")
+    response = approver.post(
+        publish_url(leukemia_guide),
+        {"fingerprint": read, "kind": "correction", "summary": "The benign change."},
+    )
+    assert "The draft changed while you were reading it." in response.content.decode()
+    assert leukemia_guide.revisions.count() == 1
+
+
+def test_a_published_guides_address_and_listed_words_never_change_without_publishing(
+    editor, client, leukemia_guide
+):
+    page = editor.get(f"/admin/guides/guide/{leukemia_guide.pk}/change/").content.decode()
+    assert 'name="slug"' not in page  # shown, not editable, once published
+    change_guide(editor, leukemia_guide, title="An unpublished title", summary="Unpublished.")
+    for url in (reverse("home"), reverse("guides:list")):
+        listing = client.get(url).content.decode()
+        assert "An unpublished title" not in listing
+        assert "Gene therapy for leukemia" in listing
+
+
+def test_only_staff_with_the_guides_see_drafts_and_past_revisions(
+    coordinator_client, leukemia_guide
+):
+    for url in (
+        reverse("guides:preview", args=[leukemia_guide.slug]),
+        reverse("guides:revision", args=[leukemia_guide.slug, 1]),
+    ):
+        assert coordinator_client.get(url).status_code == 403
+
+
+def test_revisions_can_be_neither_updated_nor_deleted_in_bulk(leukemia_guide):
+    with pytest.raises(ValueError, match="never changed"):
+        Revision.objects.filter(guide=leukemia_guide).update(summary="Rewritten.")
+    with pytest.raises(ValueError, match="never deleted"):
+        Revision.objects.filter(guide=leukemia_guide).delete()
+    assert Revision.objects.get().summary == "First published."
+
+
+def test_make_run_publishes_only_guides_nobody_has_changed_in_the_admin(editor, make_guide):
+    guide = make_guide(published=False)
+    guide.mark_edited(guide_staff("casey-editor", "Guide editors"))
+    call_command("publish_first_revisions", approver=clinical_approver().username, verbosity=0)
+    assert not guide.revisions.exists()
+
+
+def test_a_signed_in_reader_is_never_answered_for_a_shared_cache(editor, client, leukemia_guide):
+    assert editor.get(leukemia_guide.get_absolute_url())["Cache-Control"] == "private, max-age=0"
+    public = client.get(leukemia_guide.get_absolute_url())["Cache-Control"]
+    assert public.startswith("public") and "s-maxage=300" in public

@@ -16,7 +16,7 @@ from .support import publish
 READER_QUERIES = 1
 # Publishing renders the page once: the guide, its parts and reviewers, the services, the
 # history, and the writes.
-MAX_PUBLISH_QUERIES = 20
+MAX_PUBLISH_QUERIES = 30
 MAX_FIRST_LOAD = 60 * 1024
 
 

@@ -13,7 +13,6 @@ EDITORS = [
     "view_service",
     "change_service",
     "view_feedback",
-    "delete_feedback",
 ]
 APPROVERS = [*EDITORS, "publish_guide", "add_reviewer", "change_reviewer"]
 

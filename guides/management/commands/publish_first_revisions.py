@@ -1,6 +1,7 @@
-"""Publishes, as its first revision, every guide that has none: for a new site, whose
-content comes from fixtures/guides.json. A guide already published is left as it is, so
-running it again (as `make run` does each time) changes nothing."""
+"""Publishes, as its first revision, every guide that has none and that nobody has changed
+in the admin: for a new site, whose content comes from fixtures/guides.json. A guide already
+published is left as it is, so running it again (as `make run` does each time) changes
+nothing; a draft someone wrote in the admin waits for a second person to publish it there."""
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -24,7 +25,7 @@ class Command(BaseCommand):
         except get_user_model().DoesNotExist:
             raise CommandError(f"No active account named “{approver}”.") from None
         published = 0
-        for guide in Guide.objects.filter(revisions__isnull=True):
+        for guide in Guide.objects.filter(revisions__isnull=True, last_edited_by__isnull=True):
             try:
                 guide.publish(user, kind=Revision.Kind.REVIEW, summary="First published.")
             except PublishRefused as refused:

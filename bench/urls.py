@@ -35,8 +35,7 @@ def stock_guide(request: HttpRequest, slug: str) -> HttpResponse:
     revision = guide.current_revision() if guide else None
     if revision is None:
         raise Http404("No published guide here")
-    history = list(guide.revisions.order_by("-number"))
-    context = page_context(guide, revision, history, draft=False)
+    context = page_context(guide, revision, draft=False)
     return render(request, "guides/guide_detail.html", context)
 
 

@@ -24,6 +24,7 @@ from .models import (
     Reviewer,
     Revision,
     Service,
+    fingerprint_of,
 )
 from .revisions import differences
 
@@ -315,7 +316,8 @@ class GuideAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request, guide):
             raise PermissionDenied
         may_publish = request.user.has_perm("guides.publish_guide")
-        form = PublishForm(request.POST or None, initial={"fingerprint": guide.fingerprint()})
+        snapshot = guide.snapshot()
+        form = PublishForm(request.POST or None, initial={"fingerprint": fingerprint_of(snapshot)})
         if request.method == "POST" and form.is_valid():
             try:
                 revision = guide.publish(
@@ -341,11 +343,11 @@ class GuideAdmin(admin.ModelAdmin):
             "title": f"Publish “{guide}”",
             "guide": guide,
             "current": current,
-            "changes": differences(current.content if current else None, guide.snapshot()),
+            "changes": differences(current.content if current else None, snapshot),
             "form": form,
             "may_publish": may_publish,
             "edited_it": guide.draft_editors.filter(pk=request.user.pk).exists(),
-            "revisions": guide.revisions.select_related("approved_by").order_by("-number"),
+            "revisions": guide.revisions.listed().select_related("approved_by"),
         }
         return TemplateResponse(request, "admin/guides/publish.html", context)
 

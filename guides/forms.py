@@ -29,3 +29,11 @@ class FeedbackForm(forms.ModelForm):
     class Meta:
         model = Feedback
         fields = ["useful", "comment"]
+
+    def save_for(self, guide) -> Feedback:
+        """Stores the answer against the revision the reader was served (`guide` from
+        Guide.objects.published())."""
+        feedback = self.save(commit=False)
+        feedback.guide, feedback.revision_number = guide, guide.current_number
+        feedback.save()
+        return feedback

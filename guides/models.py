@@ -44,6 +44,10 @@ def add_months(day: date, months: int) -> date:
     return day.replace(year=year, month=month, day=min(day.day, last))
 
 
+# The guide's repeated parts, by their names on the guide.
+PART_NAMES = ["developments", "products", "key_numbers", "balance_points", "faqs", "references"]
+
+
 class GuideQuerySet(models.QuerySet):
     def published(self) -> "GuideQuerySet":
         """Guides with a published revision, each with its current revision's review dates
@@ -72,15 +76,7 @@ class GuideQuerySet(models.QuerySet):
 
     def with_content(self) -> "GuideQuerySet":
         """Everything the guide page shows, in a fixed number of queries."""
-        return self.prefetch_related(
-            "developments",
-            "products",
-            "key_numbers",
-            "balance_points",
-            "faqs",
-            "references",
-            "reviewers",
-        )
+        return self.prefetch_related(*PART_NAMES, "reviewers")
 
     def mark_edited(self, user) -> int:
         """Records `user` as an editor of these guides' drafts: a change outside the guide's
@@ -338,13 +334,10 @@ class Guide(models.Model):
         }
 
     def fingerprint(self) -> str:
-        """A short digest of the draft as it stands: the approver publishes what they read,
-        not what someone changed since."""
-        encoded = json.dumps(self.snapshot(), cls=DjangoJSONEncoder, sort_keys=True)
-        return hashlib.sha256(encoded.encode()).hexdigest()[:16]
+        return fingerprint_of(self.snapshot())
 
     def current_revision(self) -> "Revision | None":
-        return self.revisions.order_by("-number").first()
+        return self.revisions.defer("html", "gzipped").order_by("-number").first()
 
     def publish(
         self, approver, *, kind: str, summary: str, fingerprint: str | None = None
@@ -367,7 +360,8 @@ class Guide(models.Model):
                     "publish it (four eyes)."
                 )
             guide = Guide.objects.with_content().get(pk=self.pk)
-            if fingerprint is not None and fingerprint != guide.fingerprint():
+            snapshot = guide.snapshot()
+            if fingerprint is not None and fingerprint != fingerprint_of(snapshot):
                 raise PublishRefused(
                     "The draft changed while you were reading it. Read the changes again "
                     "before you publish."
@@ -396,7 +390,7 @@ class Guide(models.Model):
                 kind=kind,
                 summary=summary,
                 content={
-                    **guide.snapshot(),
+                    **snapshot,
                     "editors": sorted(user.get_username() for user in guide.draft_editors.all()),
                 },
                 edited_by=guide.last_edited_by,
@@ -415,12 +409,15 @@ class Guide(models.Model):
         return revision
 
 
+def fingerprint_of(snapshot: dict) -> str:
+    """A short digest of a draft's snapshot: the approver publishes what they read, not what
+    someone changed since."""
+    encoded = json.dumps(snapshot, cls=DjangoJSONEncoder, sort_keys=True)
+    return hashlib.sha256(encoded.encode()).hexdigest()[:16]
+
+
 class PublishRefused(Exception):
     """Publishing a draft was refused, for a reason the approver can act on."""
-
-
-# The guide's repeated parts, by their names on the guide.
-PART_NAMES = ["developments", "products", "key_numbers", "balance_points", "faqs", "references"]
 
 
 class ReviewerManager(models.Manager):
@@ -471,6 +468,10 @@ CURRENT_PAGE_SQL = {
 
 
 class RevisionQuerySet(models.QuerySet):
+    def listed(self) -> "RevisionQuerySet":
+        """Newest first, without the stored pages and content a list of them never shows."""
+        return self.defer("html", "gzipped", "content").order_by("-number")
+
     # A published revision is what readers were served: never changed, never removed.
     def update(self, **kwargs):
         raise ValueError("A published revision is never changed.")

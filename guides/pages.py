@@ -16,8 +16,7 @@ from .models import Guide, Revision, Service, add_months
 def render_revision(guide: Guide, revision: Revision) -> tuple[bytes, bytes]:
     """The page `revision` publishes, and its gzip form (compressed once, like a static
     file: it holds no secret and echoes nothing a visitor sends, so BREACH cannot apply)."""
-    history = [revision, *guide.revisions.order_by("-number")]
-    html = _render(guide, revision, history, draft=False).encode()
+    html = _render(guide, revision, draft=False).encode()
     return html, gzip.compress(html, compresslevel=9, mtime=0)
 
 
@@ -33,16 +32,18 @@ def render_draft(guide: Guide) -> str:
         reviewed_on=current.reviewed_on if current else timezone.localdate(),
     )
     draft.next_review_due = add_months(draft.reviewed_on, guide.review_cycle_months)
-    history = [draft, *guide.revisions.order_by("-number")]
-    return _render(guide, draft, history, draft=True)
+    return _render(guide, draft, draft=True)
 
 
-def _render(guide: Guide, revision: Revision, history: list[Revision], *, draft: bool) -> str:
-    context = page_context(guide, revision, history, draft)
+def _render(guide: Guide, revision: Revision, *, draft: bool) -> str:
+    context = page_context(guide, revision, draft)
     return render_to_string("guides/guide_detail.html", context)
 
 
-def page_context(guide: Guide, revision: Revision, history: list[Revision], draft: bool) -> dict:
+def page_context(guide: Guide, revision: Revision, draft: bool) -> dict:
+    published = list(guide.revisions.listed())
+    # "Changes to this guide" ends with the revision being made, before it is stored.
+    history = published if revision.pk else [revision, *published]
     return {
         "guide": guide,
         "revision": revision,

@@ -10,7 +10,7 @@ from django.utils.html import escape, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 # The field that names each kind of part, for the comparison's first column.
-PART_NAMES = {
+PART_LABELS = {
     "developments": ("Key development", "name"),
     "products": ("Product", "brand_name"),
     "key_numbers": ("Key number", "figure"),
@@ -33,7 +33,7 @@ def flattened(snapshot: dict) -> dict[str, str]:
         return {}
     values = {f"Guide: {field}": value for field, value in snapshot["guide"].items()}
     for name, parts in snapshot["parts"].items():
-        label, key = PART_NAMES[name]
+        label, key = PART_LABELS[name]
         for part in parts:
             for field, value in part.items():
                 values[f"{label} “{part.get(key)}”: {field}"] = value

@@ -107,9 +107,7 @@ def guide_feedback(request: HttpRequest, slug: str) -> HttpResponse:
             context = {"guide": guide, "form": form, "limited": True}
             return render(request, "guides/feedback.html", context, status=429)
         if form.is_valid():
-            feedback = form.save(commit=False)
-            feedback.guide, feedback.revision_number = guide, guide.current_number
-            feedback.save()
+            form.save_for(guide)
             return redirect("guides:feedback_thanks", slug=slug)
     return render(request, "guides/feedback.html", {"guide": guide, "form": form})
 

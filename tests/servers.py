@@ -341,11 +341,14 @@ def beside_the_sandboxes(measure, rounds: int) -> tuple[list[float], list[float]
     idle: list[float] = []
     busy: list[float] = []
     for _ in range(rounds):
-        if not sandbox_children():
+        # Between one file's child and the next there is a moment with none: only a second
+        # with none at all means the checks are over.
+        children = _sandbox_children_within(1.0)
+        if not children:
             break
         paused = set()
         try:
-            for pid in sandbox_children():
+            for pid in children:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGSTOP)
                     paused.add(pid)
@@ -356,6 +359,13 @@ def beside_the_sandboxes(measure, rounds: int) -> tuple[list[float], list[float]
                     os.kill(pid, signal.SIGCONT)
         busy += measure()
     return idle, busy
+
+
+def _sandbox_children_within(seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while not (children := sandbox_children()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return children
 
 
 def worker_pids(master: subprocess.Popen) -> set[int]:

@@ -1,6 +1,8 @@
 """Deployment checks (`manage.py check --deploy`) for what Django's own checks cannot know:
 settings that are right for a laptop and wrong for the public site."""
 
+import os
+
 from django.conf import settings
 from django.core.checks import Tags, Warning, register
 
@@ -43,4 +45,17 @@ def production_settings(app_configs, **kwargs) -> list[Warning]:
                 id="cancerfax.W004",
             )
         )
+    unset = [name for name in CONTACT_SETTINGS if name not in os.environ]
+    if unset:
+        problems.append(
+            Warning(
+                f"{', '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set: families "
+                "are shown the development defaults as the way to reach a person.",
+                hint="Set CONTACT_EMAIL, CONTACT_PHONE, CONTACT_HOURS and CONTACT_ADDRESS.",
+                id="cancerfax.W005",
+            )
+        )
     return problems
+
+
+CONTACT_SETTINGS = ["CONTACT_EMAIL", "CONTACT_PHONE", "CONTACT_HOURS", "CONTACT_ADDRESS"]

@@ -126,6 +126,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
                 "cancerfax.context_processors.site",
+                "cancerfax.context_processors.contact",
             ],
         },
     },
@@ -358,6 +359,26 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "CancerFax <no-reply@l
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Where alerts about new inquiries go: the coordinators' shared mailbox.
 COORDINATORS_EMAIL = os.environ.get("COORDINATORS_EMAIL", "coordinators@localhost")
+
+# How families reach a person: shown in the footer, on the thank-you and case pages and in
+# every email; replies to our emails go to CONTACT_EMAIL. The defaults are for development
+# only (the phone number is in a range kept for fiction): production must set all four, and
+# `manage.py check --deploy` says so until it does.
+CONTACT_EMAIL = os.environ.get("CONTACT_EMAIL", COORDINATORS_EMAIL)
+CONTACT_PHONE = os.environ.get("CONTACT_PHONE", "+44 20 7946 0999")
+CONTACT_HOURS = os.environ.get("CONTACT_HOURS", "Monday to Friday, 9:00 to 17:00 (UK time)")
+CONTACT_ADDRESS = os.environ.get(
+    "CONTACT_ADDRESS", "CancerFax patient coordination, 1 Example Street, London, United Kingdom"
+)
+
+# The family's case page: a link in an email works once, for CASE_LINK_DAYS; the session it
+# opens covers that one case and ends after SESSION_COOKIE_AGE (30 minutes) without a
+# request. Asking for a new link, and sending from the case page, are rate-limited.
+CASE_LINK_DAYS = env_int("CASE_LINK_DAYS", 7)
+CASE_LINK_RATE_LIMIT = env_rate("CASE_LINK_RATE_LIMIT", "5/h")
+CASE_SENDING_RATE_LIMIT = env_rate("CASE_SENDING_RATE_LIMIT", "30/h")
+# One email to the coordinators per case in this time at most, however much the family sends.
+FAMILY_ALERT_MINUTES = env_int("FAMILY_ALERT_MINUTES", 60)
 
 # Security headers on every response. Scripts run only from our own files or with the
 # request's nonce; nothing may frame the site; forms post only to it.

@@ -9,6 +9,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from cancerfax.cache_outage import CACHE_ERRORS, cache_failed, cache_resting
+from cancerfax.context_processors import contact_details
 
 from .models import Guide, Revision, Service, add_months
 
@@ -56,6 +57,9 @@ def page_context(guide: Guide, revision: Revision, draft: bool) -> dict:
         # No request: the page is the same for every reader.
         "nav_section": "guides",
         "SITE_URL": settings.SITE_URL,
+        # As at publication: a change of contact details shows on a guide at its next
+        # revision (docs/decisions).
+        "contact": contact_details(),
     }
 
 

@@ -2,10 +2,20 @@ import hashlib
 import logging
 
 import phonenumbers
+from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import Count, Prefetch, Q, QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import path, reverse
@@ -22,11 +32,15 @@ from .emails import deliver
 from .forms import InquiryForm
 from .models import (
     STORAGE_ERRORS,
+    CaseEvent,
     Document,
     DocumentDownload,
     Inquiry,
+    Message,
     Note,
     Notification,
+    RecordKind,
+    RecordRequest,
     Series,
 )
 
@@ -46,6 +60,46 @@ SUBMITTED_FIELDS = [
 
 def inquiries(count: int) -> str:
     return f"{count} inquiry" if count == 1 else f"{count} inquiries"
+
+
+class CasesFilter(admin.SimpleListFilter):
+    """Which cases: a coordinator's own open ones unless they choose otherwise (the list
+    opens on them, see `changelist_view`)."""
+
+    title = "cases"
+    parameter_name = "cases"
+
+    def lookups(self, request, model_admin):
+        return [("mine", "My open cases"), ("open", "All open cases"), ("all", "All cases")]
+
+    def choices(self, changelist):
+        # No implicit "All": "All cases" is one of the choices, and the list opens on mine.
+        for value, label in self.lookup_choices:
+            yield {
+                "selected": self.value() == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": label,
+            }
+
+    def queryset(self, request, queryset):
+        if self.value() == "mine":
+            return queryset.open().filter(assigned_to=request.user)
+        if self.value() == "open":
+            return queryset.open()
+        return queryset
+
+
+class NewsFilter(admin.SimpleListFilter):
+    title = "from the family"
+    parameter_name = "news"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "New from the family")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.with_news()
+        return queryset
 
 
 class AssignedFilter(admin.SimpleListFilter):
@@ -107,7 +161,7 @@ class DocumentInline(ReadOnlyInline):
     images of a scan series are shown by series, below."""
 
     model = Document
-    fields = ["name", "kind", "file_size", "pages", "checksum", "download"]
+    fields = ["name", "kind", "file_size", "pages", "checksum", "look", "download"]
     readonly_fields = fields
     verbose_name_plural = "documents"
 
@@ -117,6 +171,9 @@ class DocumentInline(ReadOnlyInline):
 
     @admin.display(description="name")
     def name(self, document: Document) -> str:
+        if document.sent_later:
+            received = date_format(timezone.localtime(document.received_at), "SHORT_DATE_FORMAT")
+            return f"{document.name_with_origin} (sent from the case page, {received})"
         return document.name_with_origin
 
     @admin.display(description="type")
@@ -132,6 +189,22 @@ class DocumentInline(ReadOnlyInline):
     @admin.display(description="SHA-256")
     def checksum(self, document: Document) -> str:
         return format_html('<span title="{}">{}…</span>', document.sha256, document.sha256[:16])
+
+    @admin.display(description="preview")
+    def look(self, document: Document) -> str:
+        # Loaded only when opened (a lazy picture in a closed <details>), so that each
+        # preview recorded is one a coordinator looked at.
+        if not document.preview:
+            return "–"
+        what = "first page" if document.content_type == "application/pdf" else "photo"
+        return format_html(
+            '<details class="preview"><summary>Preview ({})</summary>'
+            '<img src="{}" alt="Preview of the {} of {}" loading="lazy"></details>',
+            what,
+            document.get_preview_url(),
+            what,
+            document.original_name,
+        )
 
     @admin.display(description="")
     def download(self, document: Document) -> str:
@@ -160,7 +233,22 @@ class SeriesInline(ReadOnlyInline):
 
     @admin.display(description="series")
     def description(self, series: Series) -> str:
-        return series.label(series.image_count)
+        # What the headers say of the series, as text: the summary staff see in place.
+        facts = [
+            ("Modality", series.modality),
+            ("Study", series.study_description),
+            ("Series", series.series_description),
+            ("Body part", series.body_part),
+            (
+                "Study date",
+                date_format(series.study_date, "DATE_FORMAT") if series.study_date else "",
+            ),
+        ]
+        return format_html(
+            '{}<dl class="series-summary">{}</dl>',
+            series.label(series.image_count),
+            format_html_join("", "<dt>{}</dt><dd>{}</dd>", ((k, v) for k, v in facts if v)),
+        )
 
     @admin.display(description="images")
     def images(self, series: Series) -> str:
@@ -270,11 +358,118 @@ class NoteInline(admin.StackedInline):
         return f"{written} by {note.author}"
 
 
+class MessageInline(admin.StackedInline):
+    """Messages to and from the family: written, never edited or removed. The family reads
+    them on its case page; the email they get says only that there is one."""
+
+    model = Message
+    extra = 1
+    can_delete = False
+    fields = ["text", "written"]
+    readonly_fields = ["written"]
+    verbose_name = "message to the family"
+    verbose_name_plural = "messages with the family (the family reads these on its case page)"
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return super().get_queryset(request).select_related("author", "link")
+
+    @admin.display(description="written")
+    def written(self, message: Message) -> str:
+        if message.pk is None:
+            return "Now, by you. The family gets an email saying there is a new message."
+        written = date_format(timezone.localtime(message.sent_at), "DATETIME_FORMAT")
+        if message.sender == Message.Sender.FAMILY:
+            via = f", through {message.link}" if message.link else ""
+            return f"{written} by the family{via}"
+        return f"{written} by {message.author.get_username()}"
+
+
+class RecordRequestForm(forms.ModelForm):
+    """A new request names the record; one made before keeps its words, only its state
+    moves."""
+
+    class Meta:
+        model = RecordRequest
+        fields = ["kind", "description", "state"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["kind"].disabled = True
+            self.fields["description"].disabled = True
+        else:
+            self.fields["kind"].queryset = RecordKind.objects.filter(active=True)
+            self.fields["state"].disabled = True
+
+    def clean(self):
+        cleaned = super().clean()
+        kind = cleaned.get("kind")
+        if (
+            not self.instance.pk
+            and kind
+            and kind.needs_description
+            and not cleaned.get("description")
+        ):
+            raise ValidationError({"description": f"Say which record you need ({kind.name})."})
+        return cleaned
+
+
+class RecordRequestInline(admin.TabularInline):
+    model = RecordRequest
+    form = RecordRequestForm
+    extra = 2
+    can_delete = False
+    fields = ["kind", "description", "state", "asked"]
+    readonly_fields = ["asked"]
+    verbose_name = "record requested from the family"
+    verbose_name_plural = (
+        "records requested from the family (asking sets the case to “Awaiting records” "
+        "and emails the family a notice)"
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RecordRequest]:
+        related = ["kind", "requested_by", "state_changed_by"]
+        return super().get_queryset(request).select_related(*related)
+
+    @admin.display(description="asked and answered")
+    def asked(self, request_: RecordRequest) -> str:
+        if request_.pk is None:
+            return "–"
+        asked = date_format(timezone.localtime(request_.requested_at), "SHORT_DATETIME_FORMAT")
+        text = f"Asked {asked} by {request_.requested_by.get_username()}"
+        if request_.state_changed_at:
+            when = date_format(
+                timezone.localtime(request_.state_changed_at), "SHORT_DATETIME_FORMAT"
+            )
+            who = (
+                request_.state_changed_by.get_username()
+                if request_.state_changed_by
+                else "the family, sending files"
+            )
+            text += f"; {request_.get_state_display().lower()} {when} ({who})"
+        return text
+
+
+class CaseEventInline(ReadOnlyInline):
+    """What the family did with its case page, and through which link."""
+
+    model = CaseEvent
+    fields = ["at", "kind", "detail", "link"]
+    readonly_fields = fields
+    verbose_name_plural = "the family’s use of the case page"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CaseEvent]:
+        return super().get_queryset(request).select_related("link")
+
+
 class DownloadInline(ReadOnlyInline):
     model = DocumentDownload
-    fields = ["document_name", "downloaded_by", "downloaded_at"]
+    fields = ["document_name", "kind", "downloaded_by", "downloaded_at"]
     readonly_fields = fields
-    verbose_name_plural = "document downloads"
+    verbose_name_plural = "documents downloaded or previewed"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[DocumentDownload]:
         return super().get_queryset(request).select_related("user")
@@ -292,30 +487,90 @@ class NotificationInline(ReadOnlyInline):
     verbose_name_plural = "emails"
 
 
+class InquiryAdminForm(forms.ModelForm):
+    """The case's own fields, with the checks a closing needs."""
+
+    class Meta:
+        model = Inquiry
+        fields = ["status", "closed_reason", "assigned_to", "follow_up_on", "same_patient_as"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if CLOSE_AS_DUPLICATE in self.data:
+            if not cleaned.get("same_patient_as"):
+                self.add_error("same_patient_as", "Choose the earlier inquiry this one duplicates.")
+            cleaned["status"] = Inquiry.Status.CLOSED
+            cleaned["closed_reason"] = Inquiry.ClosedReason.DUPLICATE
+            self.instance.status = Inquiry.Status.CLOSED
+            self.instance.closed_reason = Inquiry.ClosedReason.DUPLICATE
+        earlier = cleaned.get("same_patient_as")
+        if earlier is not None and earlier.pk == self.instance.pk:
+            self.add_error("same_patient_as", "An inquiry cannot be a duplicate of itself.")
+        elif earlier is not None and earlier.same_patient_as_id == self.instance.pk:
+            self.add_error(
+                "same_patient_as", f"{earlier} is already linked to this one, the other way."
+            )
+        return cleaned
+
+    def has_changed(self) -> bool:
+        return super().has_changed() or CLOSE_AS_DUPLICATE in self.data
+
+
+CLOSE_AS_DUPLICATE = "_close_duplicate"
+
+
 @admin.register(Inquiry)
 class InquiryAdmin(SimpleHistoryAdmin):
+    form = InquiryAdminForm
     list_display = [
         "reference",
         "received",
+        "news",
         "patient_name",
         "condition",
         "country_code",
+        "reply_language",
         "status",
         "assigned_to",
         "follow_up",
         "documents",
         "emails",
     ]
-    list_filter = ["status", "diagnosis", AssignedFilter, FollowUpFilter, EmailFilter]
+    list_filter = [
+        CasesFilter,
+        NewsFilter,
+        "status",
+        "diagnosis",
+        "language",
+        AssignedFilter,
+        FollowUpFilter,
+        EmailFilter,
+    ]
     search_fields = ["reference", "patient_name", "email"]
     date_hierarchy = "received_at"
     list_select_related = ["assigned_to"]
     list_per_page = 50
-    readonly_fields = [*SUBMITTED_FIELDS, "phone_number", "closed_at", "workflow_history"]
+    save_on_top = True
+    autocomplete_fields = ["same_patient_as"]
+    readonly_fields = [
+        *SUBMITTED_FIELDS,
+        "phone_number",
+        "closed_at",
+        "workflow_history",
+        "later",
+        "withdrawal",
+    ]
     fieldsets = [
         (
             "Case handling",
-            {"fields": [("status", "closed_reason"), ("assigned_to", "follow_up_on")]},
+            {
+                "fields": [
+                    ("status", "closed_reason"),
+                    ("assigned_to", "follow_up_on"),
+                    ("same_patient_as", "later"),
+                    "withdrawal",
+                ]
+            },
         ),
         (
             "Sent by the family (read-only)",
@@ -336,11 +591,14 @@ class InquiryAdmin(SimpleHistoryAdmin):
         ("History", {"fields": ["closed_at", "workflow_history"]}),
     ]
     inlines = [
+        MessageInline,
+        RecordRequestInline,
         DocumentInline,
         SeriesInline,
         ArchiveInline,
         UncheckedDocumentInline,
         NoteInline,
+        CaseEventInline,
         DownloadInline,
         NotificationInline,
     ]
@@ -351,7 +609,9 @@ class InquiryAdmin(SimpleHistoryAdmin):
         "mark_referred",
         "retry_emails",
     ]
-    history_list_display = ["status", "assigned_to", "follow_up_on"]
+    history_list_display = []
+    object_history_list_template = "admin/inquiries/inquiry/history_list.html"
+    change_form_template = "admin/inquiries/inquiry/change_form.html"
 
     class Media:
         css = {"all": ["css/admin.css"]}
@@ -438,6 +698,56 @@ class InquiryAdmin(SimpleHistoryAdmin):
             rows,
         )
 
+    @admin.display(description="news", ordering="-news_from_family_at")
+    def news(self, inquiry: Inquiry) -> str:
+        if inquiry.news_from_family_at is None:
+            return ""
+        return format_html('<strong class="news">New from the family</strong>')
+
+    @admin.display(description="language", ordering="language")
+    def reply_language(self, inquiry: Inquiry) -> str:
+        label = inquiry.get_language_display()
+        return label.split(" (")[0] if inquiry.language != "other" else "Other (see message)"
+
+    @admin.display(description="later inquiries about the same patient")
+    def later(self, inquiry: Inquiry) -> str:
+        later = inquiry.later_inquiries.order_by("received_at")
+        return (
+            format_html_join(
+                ", ",
+                '<a href="{}">{}</a> ({})',
+                ((i.get_admin_url(), i.reference, i.get_status_display()) for i in later),
+            )
+            or "–"
+        )
+
+    @admin.display(description="consent withdrawal")
+    def withdrawal(self, inquiry: Inquiry) -> str:
+        if inquiry.withdrawal_asked_at is None:
+            return "Not asked for"
+        asked = date_format(timezone.localtime(inquiry.withdrawal_asked_at), "DATETIME_FORMAT")
+        return format_html(
+            '<strong class="overdue">Asked for on {} from the case page.</strong> Close the '
+            "case (“Closed at the family’s request”) and erase it: "
+            "<code>manage.py erase_inquiry {}</code>",
+            asked,
+            inquiry.reference,
+        )
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        # A coordinator's day starts with their own open cases; every other view is a click
+        # away in the "cases" filter.
+        if request.method == "GET" and not request.GET:
+            return HttpResponseRedirect(f"{request.path}?{CasesFilter.parameter_name}=mine")
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200:
+            # The coordinator has the case in front of them: its news is seen.
+            Inquiry.objects.filter(pk=object_id).update(news_from_family_at=None)
+        return response
+
     def save_model(self, request: HttpRequest, inquiry: Inquiry, form, change: bool) -> None:
         if change and not form.has_changed():
             # Only a note was added: the case itself did not change, so no history entry.
@@ -450,6 +760,8 @@ class InquiryAdmin(SimpleHistoryAdmin):
             changes.append(f"Assigned to {inquiry.assigned_to or 'nobody'}")
         if "follow_up_on" in form.changed_data:
             changes.append(f"Follow up on {inquiry.follow_up_on or 'no date'}")
+        if "same_patient_as" in form.changed_data:
+            changes.append(f"Same patient as {inquiry.same_patient_as or 'no other inquiry'}")
         inquiry._change_reason = "; ".join(changes)
         super().save_model(request, inquiry, form, change)
 
@@ -458,20 +770,67 @@ class InquiryAdmin(SimpleHistoryAdmin):
             for note in formset.save(commit=False):
                 note.author = request.user
                 note.save()
+        elif formset.model is Message:
+            for message in formset.save(commit=False):
+                message.sender = Message.Sender.COORDINATOR
+                message.author = request.user
+                message.save()
+                form.family_news = True
+        elif formset.model is RecordRequest:
+            now = timezone.now()
+            for record in formset.save(commit=False):
+                if record.pk is None:
+                    record.requested_by = request.user
+                    form.records_asked = getattr(form, "records_asked", 0) + 1
+                    form.family_news = True
+                else:
+                    record.state_changed_by = request.user
+                    record.state_changed_at = now
+                record.save()
         else:
             formset.save()
 
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        inquiry = form.instance
+        inquiry.await_records(getattr(form, "records_asked", 0))
+        if getattr(form, "family_news", False):
+            # One email for all that was written and asked in this save: a notice and a
+            # fresh link, never the words (sent once the save is committed).
+            inquiry.notify_family()
+
     @admin.action(description="Assign to me", permissions=["change"])
     def assign_to_me(self, request: HttpRequest, queryset: QuerySet[Inquiry]) -> None:
-        for inquiry in queryset:
+        lines = []
+        for inquiry in queryset.select_related("assigned_to"):
+            before = inquiry.assigned_to
+            if before == request.user:
+                lines.append(f"{inquiry} was already yours")
+                continue
             inquiry.assign(to=request.user)
-        self.message_user(request, f"{inquiries(len(queryset))} assigned to you.")
+            lines.append(f"{inquiry}: was {before.get_username() if before else 'unassigned'}")
+        self.message_user(request, "Assigned to you. " + "; ".join(lines) + ".")
 
     def _set_status(self, request, queryset, status: str) -> None:
-        for inquiry in queryset:
-            inquiry.set_status(status)
+        """Never reopens a closed case (nor wipes why it was closed): those are skipped, and
+        named."""
+        changed, closed = [], []
+        with transaction.atomic():
+            for inquiry in queryset:
+                if inquiry.is_closed:
+                    closed.append(inquiry.reference)
+                elif inquiry.status != status:
+                    inquiry.set_status(status)
+                    changed.append(inquiry)
         label = Inquiry.Status(status).label
-        self.message_user(request, f"{inquiries(len(queryset))} marked “{label}”.")
+        self.message_user(request, f"{inquiries(len(changed))} marked “{label}”.")
+        if closed:
+            self.message_user(
+                request,
+                f"{inquiries(len(closed))} left as they were because they are closed: "
+                f"{', '.join(closed)}. Open a closed case to change it.",
+                messages.WARNING,
+            )
 
     @admin.action(description="Mark as in review", permissions=["change"])
     def mark_in_review(self, request, queryset) -> None:
@@ -489,9 +848,7 @@ class InquiryAdmin(SimpleHistoryAdmin):
     def retry_emails(self, request, queryset) -> None:
         # Emails are owed only once the documents have been checked: a receipt sent earlier
         # would count files not yet received safely.
-        owed = Notification.objects.undelivered().filter(
-            inquiry__in=queryset, inquiry__documents_checked_at__isnull=False
-        )
+        owed = Notification.objects.owed().filter(inquiry__in=queryset)
         results = [deliver(notification) for notification in owed.select_related("inquiry")]
         sent, failed = results.count(True), results.count(False)
         level = messages.WARNING if failed else messages.SUCCESS
@@ -512,6 +869,53 @@ class InquiryAdmin(SimpleHistoryAdmin):
             response["Retry-After"] = "30"
         return response
 
+    # The history page: each change in words, with accounts by name and no links (a
+    # coordinator may not open user accounts, and a link that answers 403 is no help).
+    HISTORY_FIELDS = ["status", "closed_reason", "assigned_to", "follow_up_on", "same_patient_as"]
+
+    def set_history_delta_changes(self, request, historical_records, foreign_keys_are_objs=True):
+        records = list(historical_records)
+        user_ids = {r.history_user_id for r in records} | {r.assigned_to_id for r in records}
+        names = dict(
+            get_user_model().objects.filter(pk__in=user_ids - {None}).values_list("pk", "username")
+        )
+        linked = {r.same_patient_as_id for r in records} - {None}
+        references = dict(Inquiry.objects.filter(pk__in=linked).values_list("pk", "reference"))
+
+        def shown(record, field: str) -> str:
+            if field == "status":
+                return record.get_status_display()
+            if field == "closed_reason":
+                return record.get_closed_reason_display() or "none"
+            if field == "assigned_to":
+                pk = record.assigned_to_id
+                return "nobody" if pk is None else names.get(pk, "a removed account")
+            if field == "follow_up_on":
+                day = record.follow_up_on
+                return date_format(day, "DATE_FORMAT") if day else "no date"
+            pk = record.same_patient_as_id
+            return "no other inquiry" if pk is None else references.get(pk, "an erased inquiry")
+
+        labels = {name: Inquiry._meta.get_field(name).verbose_name for name in self.HISTORY_FIELDS}
+        for current, older in zip(records, [*records[1:], None], strict=True):
+            if current.history_user_id is not None:
+                current.who = names.get(current.history_user_id, "a removed account")
+            else:
+                current.who = "the family (form)" if current.history_type == "+" else "the site"
+            current.when = date_format(
+                timezone.localtime(current.history_date), "SHORT_DATETIME_FORMAT"
+            )
+            if older is None:
+                current.readable_changes = [
+                    (labels[f], "", shown(current, f)) for f in ("status", "assigned_to")
+                ]
+                continue
+            current.readable_changes = [
+                (labels[f], shown(older, f), shown(current, f))
+                for f in self.HISTORY_FIELDS
+                if shown(older, f) != shown(current, f)
+            ]
+
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         # History is for reading: django-simple-history only hides the revert button, and
         # would still rewrite the case from a POST. A case changes through its own form.
@@ -522,7 +926,13 @@ class InquiryAdmin(SimpleHistoryAdmin):
     def get_urls(self):
         download = self.admin_site.admin_view(self.download_document)
         download_series = self.admin_site.admin_view(self.download_series)
+        preview = self.admin_site.admin_view(self.preview_document)
         return [
+            path(
+                "document/<int:pk>/preview/",
+                preview,
+                name="inquiries_document_preview",
+            ),
             path(
                 "document/<int:pk>/download/",
                 download,
@@ -535,6 +945,31 @@ class InquiryAdmin(SimpleHistoryAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def preview_document(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The small picture the worker made of a photo or a PDF's first page; each one
+        opened is recorded, as a download is."""
+        if not request.user.has_perm("inquiries.download_document"):
+            raise PermissionDenied
+        accepted = Document.objects.accepted().exclude(preview="")
+        document = get_object_or_404(accepted.select_related("inquiry"), pk=pk)
+        try:
+            with document.preview.storage.open(document.preview.name, "rb") as stored:
+                picture = stored.read(2 * 1024 * 1024)
+        except STORAGE_ERRORS as error:
+            logger.error("Preview of %s could not be read (%s)", document.pk, type(error).__name__)
+            return self._not_sent(request, document, damaged=isinstance(error, FileNotFoundError))
+        DocumentDownload.objects.create(
+            document=document,
+            document_name=document.original_name,
+            inquiry=document.inquiry,
+            user=request.user,
+            kind=DocumentDownload.Kind.PREVIEW,
+        )
+        response = HttpResponse(picture, content_type="image/jpeg")
+        response["Cache-Control"] = "no-store"
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
 
     def download_series(self, request: HttpRequest, pk: int) -> HttpResponse:
         """Every image of a series as one ZIP file, made while it is sent (never whole in
@@ -601,3 +1036,16 @@ class InquiryAdmin(SimpleHistoryAdmin):
         response["Cache-Control"] = "no-store"
         response["X-Content-Type-Options"] = "nosniff"
         return response
+
+
+@admin.register(RecordKind)
+class RecordKindAdmin(admin.ModelAdmin):
+    """The records coordinators may ask for: theirs to add to, reorder and retire (a kind
+    already asked for is kept, since requests name it)."""
+
+    list_display = ["name", "needs_description", "active", "position"]
+    list_editable = ["active", "position"]
+    ordering = ["position", "name"]
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return obj is None or not obj.recordrequest_set.exists()

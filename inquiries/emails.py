@@ -1,9 +1,13 @@
-"""The emails an inquiry owes: a receipt to the sender and an alert to the coordinators, both
-sent by a worker once the inquiry's documents have been checked.
+"""The emails an inquiry owes. To the family: a receipt once the first documents have been
+checked, a notice whenever a coordinator writes or asks for records, and a new link when
+they ask for one. To the coordinators: an alert about a new inquiry, and one about news
+from the family (once an hour at most per case).
 
-Neither carries health details: email is not a safe place for them. They say how many files
-were received and how many were not, never which. The coordinators' alert links to the
-inquiry in the admin, where access is checked and recorded.
+None carries health details, nor anything of the case but its reference: email is not a
+safe place for them. The family's emails give a fresh link to the case page, where the
+content is; the coordinators' link to the case in the admin, where access is checked and
+recorded. Replies go to the coordinators' mailbox (CONTACT_EMAIL), never to a no-reply
+address.
 """
 
 import logging
@@ -14,31 +18,55 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from .models import Document, Notification
+from cancerfax.context_processors import contact_details
+
+from .models import CaseLink, Document, Notification
 
 logger = logging.getLogger(__name__)
 
+Kind = Notification.Kind
 
-def build_message(notification: Notification) -> EmailMessage:
+SUBJECTS = {
+    Kind.RECEIPT: "We have received your inquiry {reference}",
+    Kind.NEW_INQUIRY: "New inquiry {reference}",
+    Kind.NOTICE: "There is a new message about {reference}",
+    Kind.LINK: "Your link to the case page for {reference}",
+    Kind.NEWS: "News from the family on {reference}",
+}
+PURPOSES = {Kind.RECEIPT: "receipt", Kind.NOTICE: "notice", Kind.LINK: "asked"}
+
+
+def build_message(notification: Notification) -> tuple[EmailMessage, CaseLink | None]:
+    """The email, and the case link made for it (to be removed if it is not sent)."""
     inquiry = notification.inquiry
     # A ZIP file counts by the files taken out of it, as on the thank-you page.
     documents = inquiry.documents.counted()
     context = {
         "inquiry": inquiry,
         "admin_url": settings.SITE_URL + inquiry.get_admin_url(),
-        # How many, never which: a file's name can itself be health data.
-        "accepted": documents.filter(state=Document.State.ACCEPTED).count(),
-        "refused": documents.filter(state=Document.State.REFUSED).count(),
+        "contact": contact_details(),
+        "link_days": settings.CASE_LINK_DAYS,
+        "alert_minutes": settings.FAMILY_ALERT_MINUTES,
     }
-    if notification.kind == Notification.Kind.RECEIPT:
-        subject = f"We have received your inquiry {inquiry.reference}"
-        body = render_to_string("inquiries/email/receipt.txt", context)
+    if notification.kind in (Kind.RECEIPT, Kind.NEW_INQUIRY):
+        # How many, never which: a file's name can itself be health data.
+        context["accepted"] = documents.filter(state=Document.State.ACCEPTED).count()
+        context["refused"] = documents.filter(state=Document.State.REFUSED).count()
+    link = None
+    if notification.to_family:
+        link, token = CaseLink.issue(inquiry, PURPOSES[notification.kind])
+        context["case_url"] = link.url_with(token)
         recipients = [inquiry.email]
     else:
-        subject = f"New inquiry {inquiry.reference}"
-        body = render_to_string("inquiries/email/new_inquiry.txt", context)
         recipients = [settings.COORDINATORS_EMAIL]
-    return EmailMessage(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+    message = EmailMessage(
+        SUBJECTS[notification.kind].format(reference=inquiry.reference),
+        render_to_string(f"inquiries/email/{notification.kind}.txt", context),
+        settings.DEFAULT_FROM_EMAIL,
+        recipients,
+        reply_to=[settings.CONTACT_EMAIL],
+    )
+    return message, link
 
 
 def deliver(notification: Notification) -> bool:
@@ -56,8 +84,10 @@ def deliver(notification: Notification) -> bool:
         return False
     notification.attempts += 1
     notification.last_attempt_at = now
+    link = None
     try:
-        build_message(notification).send()
+        message, link = build_message(notification)
+        message.send()
     except Exception as error:  # whatever the mail server did wrong is recorded, not raised
         notification.last_error = f"{type(error).__name__}: {error}"[:300]
         logger.warning(
@@ -67,6 +97,9 @@ def deliver(notification: Notification) -> bool:
             notification.attempts,
             type(error).__name__,
         )
+        if link is not None:
+            # A link nobody received must not stay usable.
+            link.delete()
     else:
         notification.sent_at = timezone.now()
         notification.last_error = ""

@@ -1,3 +1,5 @@
+import hashlib
+import logging
 import secrets
 import uuid
 from datetime import date, datetime, timedelta
@@ -10,11 +12,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
 from django.core.signals import setting_changed
-from django.db import models, transaction
+from django.db import DatabaseError, models, transaction
 from django.db.models import Count, Q
 from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.functional import LazyObject, empty
 from django_countries.fields import CountryField
 from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceededError
@@ -22,6 +25,8 @@ from s3transfer.exceptions import S3DownloadFailedError, S3UploadFailedError
 from simple_history.models import HistoricalRecords
 
 from .documents.messages import LABELS, archive_summary, refusal
+
+logger = logging.getLogger(__name__)
 
 # Readable over the phone and in an email subject: no 0/O, 1/I/L or U.
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -143,10 +148,17 @@ class InquiryQuerySet(models.QuerySet):
             # Emails are only owed once the documents have been checked.
             undelivered_count=Count(
                 "notifications",
-                filter=Q(notifications__sent_at__isnull=True, documents_checked_at__isnull=False),
+                filter=Q(notifications__sent_at__isnull=True)
+                & (
+                    Q(documents_checked_at__isnull=False)
+                    | ~Q(notifications__kind__in=AFTER_THE_CHECKS)
+                ),
                 distinct=True,
             ),
         )
+
+    def with_news(self) -> "InquiryQuerySet":
+        return self.filter(news_from_family_at__isnull=False)
 
     def closed_before(self, moment) -> "InquiryQuerySet":
         return self.filter(status=Inquiry.Status.CLOSED, closed_at__lt=moment)
@@ -210,6 +222,24 @@ class Inquiry(models.Model):
     # When the last of its documents had been checked: the emails go out then, with the
     # count of files accepted and refused.
     documents_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # An earlier inquiry about the same patient: this one is shown on it.
+    same_patient_as = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="later_inquiries",
+        verbose_name="same patient as",
+        help_text="An earlier inquiry about the same patient (its reference).",
+    )
+    # The family wrote or sent something from the case page that no coordinator has opened
+    # the case since; and when the coordinators were last alerted by email (once an hour at
+    # most).
+    news_from_family_at = models.DateTimeField(null=True, blank=True, editable=False)
+    family_alerted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    withdrawal_asked_at = models.DateTimeField(
+        "consent withdrawal asked for", null=True, blank=True, editable=False
+    )
 
     # Who changed the status, the assignee or the follow-up date, and when.
     history = HistoricalRecords(
@@ -225,6 +255,9 @@ class Inquiry(models.Model):
             "question",
             "consent_text",
             "documents_checked_at",
+            "news_from_family_at",
+            "family_alerted_at",
+            "withdrawal_asked_at",
         ]
     )
 
@@ -282,6 +315,50 @@ class Inquiry(models.Model):
             return f"Status: Closed ({self.get_closed_reason_display()})"
         return f"Status: {self.get_status_display()}"
 
+    @property
+    def status_for_family(self) -> tuple[str, str]:
+        """Where the case stands, in the family's words: a heading and what it means."""
+        return FAMILY_STATUS[self.status]
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status == self.Status.CLOSED
+
+    def await_records(self, count: int) -> None:
+        """Asking for records puts the case in "awaiting records" (a closed case stays
+        closed)."""
+        if count and self.status not in (self.Status.AWAITING_RECORDS, self.Status.CLOSED):
+            self.status = self.Status.AWAITING_RECORDS
+            self._change_reason = f"Status: Awaiting records ({count} requested)"
+            self.save(update_fields=["status"])
+
+    def notify_family(self) -> "Notification":
+        """An email to the family that there is news on the case page, with a fresh link;
+        sent once the transaction is committed."""
+        notification = Notification.objects.create(inquiry=self, kind=Notification.Kind.NOTICE)
+        transaction.on_commit(partial(queue_notification, notification))
+        return notification
+
+    def news_from_family(self) -> None:
+        """Marks the case as having news from the family, and alerts the coordinators by
+        email unless they were alerted about this case within FAMILY_ALERT_MINUTES."""
+        now = timezone.now()
+        quiet_since = now - timedelta(minutes=settings.FAMILY_ALERT_MINUTES)
+        Inquiry.objects.filter(pk=self.pk).update(news_from_family_at=now)
+        alert = (
+            Inquiry.objects.filter(pk=self.pk)
+            .filter(Q(family_alerted_at__isnull=True) | Q(family_alerted_at__lt=quiet_since))
+            .update(family_alerted_at=now)
+        )
+        self.news_from_family_at = now
+        if alert:
+            notification = Notification.objects.create(inquiry=self, kind=Notification.Kind.NEWS)
+            transaction.on_commit(partial(queue_notification, notification))
+
+    def news_seen(self) -> None:
+        Inquiry.objects.filter(pk=self.pk).update(news_from_family_at=None)
+        self.news_from_family_at = None
+
     def is_follow_up_overdue(self, today: date | None = None) -> bool:
         return (
             self.follow_up_on is not None
@@ -298,6 +375,45 @@ class Inquiry(models.Model):
             self.delete()
             # After the delete, which itself adds a history record.
             Inquiry.history.filter(id=pk).delete()
+
+
+# Where the case stands, as the family's case page says it.
+FAMILY_STATUS = {
+    Inquiry.Status.NEW: (
+        "Received",
+        "We have your inquiry. A coordinator will start on it soon, usually within two "
+        "working days.",
+    ),
+    Inquiry.Status.IN_REVIEW: (
+        "Being reviewed",
+        "A coordinator is reading the patient’s case and the records you sent.",
+    ),
+    Inquiry.Status.AWAITING_RECORDS: (
+        "Waiting for records",
+        "We need the records listed below before we can go on. Please send them from this "
+        "page when you have them.",
+    ),
+    Inquiry.Status.REFERRED: (
+        "Referred",
+        "We have passed the case to a treatment center or specialist. We will write here "
+        "when we hear from them.",
+    ),
+    Inquiry.Status.CLOSED: (
+        "Closed",
+        "We are no longer working on this case. If you need us again, write to us at the "
+        "address below.",
+    ),
+}
+
+
+def queue_notification(notification: "Notification") -> None:
+    from .documents.pipeline import queue_email
+
+    try:
+        queue_email(notification)
+    except DatabaseError as error:
+        # The row is stored: a worker's recovery sends it.
+        logger.warning("Email %s left to recovery: %s", notification.pk, type(error).__name__)
 
 
 class Series(models.Model):
@@ -420,6 +536,13 @@ class Document(models.Model):
     size = models.PositiveBigIntegerField(null=True, blank=True)
     pages = models.PositiveIntegerField(null=True, blank=True)
     sha256 = models.CharField("SHA-256", max_length=64, blank=True)
+    # A small picture of a photo or of a PDF's first page, made by the worker from the
+    # pixels it rebuilt the copy from, for coordinators to look at in place.
+    preview = models.FileField(
+        storage=document_storage, upload_to=document_path, max_length=200, blank=True
+    )
+    # Sent later, from the family's case page (not with the first form).
+    sent_later = models.BooleanField(default=False)
 
     objects = DocumentQuerySet.as_manager()
 
@@ -465,6 +588,9 @@ class Document(models.Model):
         """The admin's checked, audited download of the rebuilt copy."""
         return reverse("admin:inquiries_document_download", args=[self.pk])
 
+    def get_preview_url(self) -> str:
+        return reverse("admin:inquiries_document_preview", args=[self.pk])
+
     @property
     def name_with_origin(self) -> str:
         """The family's name for the file, and what it was taken out of, if anything."""
@@ -498,7 +624,7 @@ class Document(models.Model):
     def erase(self) -> None:
         """Remove the row, then its files once the removal is committed: a failure midway
         never leaves a row pointing at a missing file. What was taken out of it goes too."""
-        files = [(self.file.storage, self.file.name)] if self.file else []
+        files = [(f.storage, f.name) for f in (self.file, self.preview) if f]
         if self.quarantine_name:
             files.append((quarantine_storage, self.quarantine_name))
         with transaction.atomic():
@@ -511,7 +637,12 @@ class Document(models.Model):
 
 
 class DocumentDownload(models.Model):
-    """Who downloaded which document, and when: the audit trail coordinators are held to."""
+    """Who downloaded or previewed which document, and when: the audit trail coordinators
+    are held to."""
+
+    class Kind(models.TextChoices):
+        DOWNLOAD = "download", "Downloaded"
+        PREVIEW = "preview", "Previewed"
 
     # Kept when the document itself is erased at the end of its retention period.
     document = models.ForeignKey(
@@ -525,6 +656,7 @@ class DocumentDownload(models.Model):
     inquiry = models.ForeignKey(Inquiry, on_delete=models.CASCADE, related_name="downloads")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     downloaded_at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=10, choices=Kind, default=Kind.DOWNLOAD)
 
     class Meta:
         ordering = ["-downloaded_at"]
@@ -548,9 +680,20 @@ class Note(models.Model):
         return f"Note by {self.author} on {self.created_at:%Y-%m-%d %H:%M}"
 
 
+# The first two emails of an inquiry wait until its documents have been checked (they count
+# them); the others go at once.
+AFTER_THE_CHECKS = ["receipt", "new_inquiry"]
+
+
 class NotificationQuerySet(models.QuerySet):
+    def owed(self) -> "NotificationQuerySet":
+        """Not sent, and due to be: the first emails only once the checks have ended."""
+        return self.filter(sent_at__isnull=True).filter(
+            Q(inquiry__documents_checked_at__isnull=False) | ~Q(kind__in=AFTER_THE_CHECKS)
+        )
+
     def due(self) -> "NotificationQuerySet":
-        return self.filter(sent_at__isnull=True, attempts__lt=Notification.MAX_ATTEMPTS)
+        return self.owed().filter(attempts__lt=Notification.MAX_ATTEMPTS)
 
     def undelivered(self) -> "NotificationQuerySet":
         return self.filter(sent_at__isnull=True)
@@ -566,6 +709,9 @@ class Notification(models.Model):
     class Kind(models.TextChoices):
         RECEIPT = "receipt", "Receipt to the sender"
         NEW_INQUIRY = "new_inquiry", "Alert to the coordinators"
+        NOTICE = "notice", "Notice to the family: news on the case page"
+        LINK = "link", "New link to the case page, asked for by the family"
+        NEWS = "news", "Alert to the coordinators: news from the family"
 
     inquiry = models.ForeignKey(Inquiry, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=20, choices=Kind)
@@ -581,11 +727,19 @@ class Notification(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["inquiry", "kind"], name="one_notification_per_kind")
+            models.UniqueConstraint(
+                fields=["inquiry", "kind"],
+                condition=Q(kind__in=AFTER_THE_CHECKS),
+                name="one_receipt_and_one_alert",
+            )
         ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} for {self.inquiry}"
+
+    @property
+    def to_family(self) -> bool:
+        return self.kind in (self.Kind.RECEIPT, self.Kind.NOTICE, self.Kind.LINK)
 
     @property
     def state(self) -> str:
@@ -657,3 +811,205 @@ class HeldFile(models.Model):
         for held in expired:
             held.release()
         return len(expired)
+
+
+# The case between family and coordinators, after the first form
+
+
+class RecordKind(models.Model):
+    """A record coordinators may ask a family for ("Flow cytometry with CD19"): the list is
+    theirs to edit in the admin."""
+
+    name = models.CharField(max_length=100, unique=True)
+    # "Other": the coordinator says in a few words what is needed.
+    needs_description = models.BooleanField(
+        default=False, help_text="The coordinator describes the record when asking for it."
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+    active = models.BooleanField(default=True, help_text="Offered when asking for records.")
+
+    class Meta:
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AddOnlyQuerySet(models.QuerySet):
+    """What was written to or by the family stays as it was written; it goes only with the
+    case (a cascade deletes rows without this queryset)."""
+
+    def update(self, **kwargs):
+        raise ValueError(f"{self.model._meta.verbose_name} is never changed.")
+
+    def delete(self):
+        raise ValueError(f"{self.model._meta.verbose_name} is never deleted on its own.")
+
+
+class RecordRequestQuerySet(models.QuerySet):
+    def outstanding(self) -> "RecordRequestQuerySet":
+        return self.filter(state=RecordRequest.State.REQUESTED)
+
+
+class RecordRequest(models.Model):
+    """A record a coordinator asked the family for. What was asked stays as written; only
+    its state moves (requested, received, no longer needed), with who moved it and when."""
+
+    class State(models.TextChoices):
+        REQUESTED = "requested", "Requested"
+        RECEIVED = "received", "Received"
+        NOT_NEEDED = "not_needed", "No longer needed"
+
+    inquiry = models.ForeignKey(Inquiry, on_delete=models.CASCADE, related_name="record_requests")
+    kind = models.ForeignKey(RecordKind, on_delete=models.PROTECT, verbose_name="record")
+    description = models.CharField(max_length=200, blank=True)
+    state = models.CharField(max_length=12, choices=State, default=State.REQUESTED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Who last changed the state: a coordinator, or nobody when the family said it sent it.
+    state_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    state_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = RecordRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["requested_at", "id"]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        if self.description:
+            return f"{self.kind.name}: {self.description}"
+        return self.kind.name
+
+
+class Message(models.Model):
+    """A message on the case, from a coordinator to the family or from the family. Never
+    edited; erased with the case."""
+
+    class Sender(models.TextChoices):
+        COORDINATOR = "coordinator", "A coordinator"
+        FAMILY = "family", "The family"
+
+    inquiry = models.ForeignKey(Inquiry, on_delete=models.CASCADE, related_name="messages")
+    sender = models.CharField(max_length=12, choices=Sender)
+    # The coordinator who wrote it; for the family's, the link their session came from.
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT
+    )
+    link = models.ForeignKey(
+        "CaseLink", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    text = models.TextField(max_length=5000)
+    sent_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = AddOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["sent_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Message from {self.get_sender_display().lower()} on {self.sent_at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise ValueError("A message is never changed.")
+        super().save(*args, **kwargs)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class CaseLinkQuerySet(models.QuerySet):
+    def unused(self, now=None) -> "CaseLinkQuerySet":
+        return self.filter(used_at__isnull=True, expires_at__gt=now or timezone.now())
+
+
+class CaseLink(models.Model):
+    """A link to the family's case page, sent in one email. Only a hash of its random token
+    is stored; it works once, within CASE_LINK_DAYS, and opens a session for this one case."""
+
+    class Purpose(models.TextChoices):
+        RECEIPT = "receipt", "the receipt"
+        NOTICE = "notice", "a notice of news"
+        ASKED = "asked", "a new link the family asked for"
+
+    inquiry = models.ForeignKey(Inquiry, on_delete=models.CASCADE, related_name="links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    purpose = models.CharField(max_length=10, choices=Purpose)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CaseLinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        sent = date_format(timezone.localtime(self.created_at), "SHORT_DATETIME_FORMAT")
+        return f"link {self.pk} ({self.get_purpose_display()}, {sent})"
+
+    @classmethod
+    def issue(cls, inquiry: Inquiry, purpose: str) -> tuple["CaseLink", str]:
+        """A new link and its token (32 random bytes: never stored, only sent)."""
+        token = secrets.token_urlsafe(32)
+        link = cls.objects.create(
+            inquiry=inquiry,
+            token_hash=token_digest(token),
+            purpose=purpose,
+            expires_at=timezone.now() + timedelta(days=settings.CASE_LINK_DAYS),
+        )
+        return link, token
+
+    @classmethod
+    def usable(cls, token: str) -> "CaseLink | None":
+        if not isinstance(token, str) or not 20 <= len(token) <= 100:
+            return None
+        return cls.objects.unused().filter(token_hash=token_digest(token)).first()
+
+    def use(self) -> bool:
+        """Spends the link; False if it was spent meanwhile (two clicks at once)."""
+        now = timezone.now()
+        spent = CaseLink.objects.unused(now).filter(pk=self.pk).update(used_at=now)
+        self.used_at = now
+        return bool(spent)
+
+    def url_with(self, token: str) -> str:
+        """The address the email gives: the token in the query string, which no log keeps."""
+        return f"{settings.SITE_URL}{reverse('inquiries:case_open')}?key={token}"
+
+
+class CaseEvent(models.Model):
+    """What the family did with its case page, for coordinators: who (through which link),
+    what, when. Counts only, never names or words: a file's name can be health data."""
+
+    class Kind(models.TextChoices):
+        OPENED = "opened", "Opened the case page with the link"
+        VIEWED = "viewed", "Looked at the case page"
+        MESSAGE = "message", "Wrote a message"
+        DOCUMENTS = "documents", "Sent documents"
+        WITHDRAWAL = "withdrawal", "Asked to withdraw consent"
+        SIGNED_OUT = "signed_out", "Signed out"
+        NEW_LINK = "new_link", "Asked for a new link (reference and email matched)"
+
+    inquiry = models.ForeignKey(Inquiry, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=12, choices=Kind)
+    link = models.ForeignKey(CaseLink, null=True, blank=True, on_delete=models.SET_NULL)
+    detail = models.CharField(max_length=100, blank=True)
+    at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = AddOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return self.get_kind_display()

@@ -159,8 +159,13 @@ def quarantine_dir(settings) -> Path:
     return Path(settings.STORAGES["quarantine"]["OPTIONS"]["location"])
 
 
-def files_in(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.rglob("*") if path.is_file()) if folder.exists() else []
+def files_in(folder: Path, previews: bool = False) -> list[Path]:
+    """The files under `folder`; in the documents folder, the previews of documents are
+    told apart (`previews=True` lists those only)."""
+    if not folder.exists():
+        return []
+    files = (path for path in folder.rglob("*") if path.is_file())
+    return sorted(p for p in files if (p.relative_to(folder).parts[0] == "previews") == previews)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from .support import photo, send
 pytestmark = pytest.mark.django_db
 
 LIST_URL = "/admin/inquiries/inquiry/"
+ALL_CASES = f"{LIST_URL}?cases=all"
 
 
 @pytest.fixture
@@ -48,6 +49,15 @@ def test_coordinators_group_has_exactly_the_triage_permissions():
         "view_documentdownload",
         "view_notification",
         "view_series",
+        "view_message",
+        "add_message",
+        "view_recordrequest",
+        "add_recordrequest",
+        "change_recordrequest",
+        "view_recordkind",
+        "add_recordkind",
+        "change_recordkind",
+        "view_caseevent",
     }
 
 
@@ -58,7 +68,7 @@ def test_coordinator_cannot_edit_guides(coordinator_client):
 def test_inquiry_list_shows_the_columns_coordinators_need(coordinator_client, inquiry):
     inquiry.follow_up_on = timezone.localdate() - timedelta(days=2)
     inquiry.save()
-    html = coordinator_client.get(LIST_URL).content.decode()
+    html = coordinator_client.get(ALL_CASES).content.decode()
     for text in [
         inquiry.reference,
         "Ada Example",
@@ -77,11 +87,11 @@ def test_inquiry_list_runs_no_query_per_row(coordinator_client, settings):
     for _ in range(2):
         send(client)
     with CaptureQueriesContext(connection) as few:
-        coordinator_client.get(LIST_URL)
+        coordinator_client.get(ALL_CASES)
     for _ in range(8):
         send(client)
     with CaptureQueriesContext(connection) as many:
-        coordinator_client.get(LIST_URL)
+        coordinator_client.get(ALL_CASES)
     assert Inquiry.objects.count() == 10
     assert len(many) == len(few)
 
@@ -140,7 +150,7 @@ def test_a_view_only_user_cannot_change_inquiries_through_bulk_actions(
 ):
     Notification.objects.update(sent_at=None, attempts=1)
     before = handling(inquiry)
-    page = viewer_client.get(LIST_URL).content.decode()
+    page = viewer_client.get(ALL_CASES).content.decode()
     assert page.count('name="action"') == 0 or f'value="{action}"' not in page
     viewer_client.post(LIST_URL, {"action": action, "_selected_action": [inquiry.pk]})
     assert handling(inquiry) == before
@@ -337,7 +347,7 @@ def test_demo_data_gives_a_newcomer_cases_to_work_on(settings, client):
     assert Document.objects.count() == 6
     assert "password “demo-coordinator-2026”" in out.getvalue()
     client.post("/admin/login/", {"username": "coordinator", "password": "demo-coordinator-2026"})
-    assert "Ada Example" in client.get(LIST_URL).content.decode()
+    assert "Ada Example" in client.get(ALL_CASES).content.decode()
 
 
 def test_demo_data_is_refused_in_production(settings):

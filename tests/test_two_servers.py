@@ -214,7 +214,7 @@ def test_two_servers_share_inquiries_documents_guide_edits_and_the_rate_limit(
 
     # ...and a coordinator on server B finds it and downloads the rebuilt copy.
     sign_in_to_the_admin(desk, cluster.b, cluster.setup_link)
-    desk.goto(cluster.b + "/admin/inquiries/inquiry/")
+    desk.goto(cluster.b + "/admin/inquiries/inquiry/?cases=all")
     desk.get_by_role("link", name=reference).click()
     with desk.expect_download() as download_info:
         desk.get_by_role("link", name="Download").first.click()
@@ -226,7 +226,7 @@ def test_two_servers_share_inquiries_documents_guide_edits_and_the_rate_limit(
     desk.screenshot(path=artifacts / "two-servers-admin-b.png", full_page=True)
 
     # The signed-in session, code included, holds on server A too: no sticky sessions needed.
-    desk.goto(cluster.a + "/admin/inquiries/inquiry/")
+    desk.goto(cluster.a + "/admin/inquiries/inquiry/?cases=all")
     expect(desk.get_by_role("link", name=reference)).to_be_visible()
 
     # The copy is in the bucket, encrypted, with no public grant; the original is gone from

@@ -157,9 +157,11 @@ def _flat(image, keep_alpha: bool):
     return image if image.mode in {"L", "RGB"} else image.convert("RGB")
 
 
-def encode(kind: str, header: dict, payload: bytes, out, *, max_pixels: int) -> tuple[str, str]:
+def encode(
+    kind: str, header: dict, payload: bytes, out, *, max_pixels: int
+) -> tuple[str, str, bytes]:
     """Writes the picture from the child's pixels to the file `out`; returns its content
-    type and extension."""
+    type, its extension and a preview of it."""
     from PIL import Image
 
     width, height, mode = int(header["width"]), int(header["height"]), header["mode"]
@@ -171,4 +173,25 @@ def encode(kind: str, header: dict, payload: bytes, out, *, max_pixels: int) -> 
     output_format, content_type, extension = STORED_AS[kind]
     options = {"quality": 90} if output_format == "JPEG" else {}
     image.save(out, output_format, **options)
-    return content_type, extension
+    return content_type, extension, preview(image)
+
+
+# Large enough to tell a report from a scan and read a heading, small enough for a list.
+PREVIEW_SIDE = 480
+
+
+def preview(image) -> bytes:
+    """A small JPEG of a picture the worker holds (pixels the sandbox handed back, already
+    within bounds)."""
+    from PIL import Image
+
+    small = image.copy()
+    if small.mode not in ("L", "RGB"):
+        small = small.convert("RGBA")
+        flat = Image.new("RGB", small.size, "white")
+        flat.paste(small, mask=small.getchannel("A"))
+        small = flat
+    small.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    out = io.BytesIO()
+    small.save(out, "JPEG", quality=80)
+    return out.getvalue()

@@ -12,6 +12,7 @@ import math
 import zlib
 from datetime import date
 
+from . import images
 from .sandbox import Refused
 
 # The longest side a JPEG, hence a rebuilt page, can have.
@@ -170,6 +171,7 @@ class Assembler:
         self.made_on = made_on or date.today()
         # (image dictionary, its encoded bytes, width and height in points) for each page.
         self.pages: list[tuple[dict, bytes, float, float]] = []
+        self.preview: bytes | None = None
 
     def add(self, header: dict, payload: bytes) -> None:
         from PIL import Image
@@ -183,6 +185,8 @@ class Assembler:
         if number != len(self.pages) + 1 or len(payload) != width * height * 3:
             raise ValueError("a page out of order or of the wrong size")
         picture = self._with_note(Image.frombytes("RGB", (width, height), payload), number, total)
+        if number == 1:
+            self.preview = images.preview(picture)
         image, data = self._encoded(picture)
         self.size += len(data)
         if self.size > self.max_bytes:

@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING
 from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
@@ -41,6 +42,7 @@ from ..models import (
     document_path,
     documents_storage,
     quarantine_storage,
+    stored_path,
 )
 from . import dicom, images, pdf, sandbox
 from .messages import REFUSALS
@@ -65,6 +67,8 @@ class Rebuilt:
     series: dict | None = None
     # For a PDF: the files attached to it, in quarantine, to be checked on their own.
     attachments: "Unpacking | None" = None
+    # A small JPEG of the photo or of the first page, for coordinators to look at in place.
+    preview: bytes | None = None
 
     def discard(self) -> None:
         self.content.close()
@@ -201,7 +205,9 @@ def _rebuilt_pages(kind: str, source: IO[bytes], take_out: bool = False) -> Rebu
         attachments.discard()
         raise
     taken_out = attachments if attachments.members else None
-    return Rebuilt(out, "application/pdf", "pdf", pages, attachments=taken_out)
+    return Rebuilt(
+        out, "application/pdf", "pdf", pages, attachments=taken_out, preview=assembler.preview
+    )
 
 
 def _rebuilt_image(kind: str, source: IO[bytes]) -> Rebuilt:
@@ -215,11 +221,13 @@ def _rebuilt_image(kind: str, source: IO[bytes]) -> Rebuilt:
         raise sandbox.Refused("damaged")
     out = scratch()
     try:
-        content_type, extension = images.encode(kind, *frames[0], out, max_pixels=max_pixels)
+        content_type, extension, preview = images.encode(
+            kind, *frames[0], out, max_pixels=max_pixels
+        )
     except BaseException:
         out.close()
         raise
-    return Rebuilt(out, content_type, extension)
+    return Rebuilt(out, content_type, extension, preview=preview)
 
 
 def _rebuilt_dicom(source: IO[bytes]) -> Rebuilt:
@@ -397,7 +405,12 @@ def _store(document: Document, rebuilt: Rebuilt) -> None:
     rebuilt.content.seek(0)
     document.extension = rebuilt.extension
     name = documents_storage.save(document_path(document, ""), File(rebuilt.content))
+    preview = ""
     try:
+        if rebuilt.preview:
+            preview = documents_storage.save(
+                f"previews/{stored_path('jpg')}", ContentFile(rebuilt.preview)
+            )
         series = None
         if rebuilt.series:
             series = Series.objects.get_or_create(
@@ -415,6 +428,7 @@ def _store(document: Document, rebuilt: Rebuilt) -> None:
                 size=size,
                 sha256=digest.hexdigest(),
                 pages=rebuilt.pages,
+                preview=preview,
             )
             if settled and rebuilt.attachments is not None:
                 from .unpacking import add_members
@@ -422,14 +436,20 @@ def _store(document: Document, rebuilt: Rebuilt) -> None:
                 add_members(document, rebuilt.attachments)
     except BaseException:
         # The row was not changed: its copy must not stay.
-        documents_storage.delete(name)
+        _delete_copies(name, preview)
         raise
     if not settled:
-        documents_storage.delete(name)
+        _delete_copies(name, preview)
         if rebuilt.attachments is not None:
             rebuilt.attachments.discard()
         return
     _inquiry_checked(document)
+
+
+def _delete_copies(*names: str) -> None:
+    for name in names:
+        if name:
+            documents_storage.delete(name)
 
 
 def _refuse(document: Document, refusal: str) -> None:
@@ -587,7 +607,7 @@ def recover() -> int:
         documents__state__in=[State.RECEIVED, State.CHECKING]
     ).values_list("pk", flat=True):
         settle_inquiry(inquiry_id)
-    due = Notification.objects.due().filter(inquiry__documents_checked_at__isnull=False)
+    due = Notification.objects.due()
     for notification in due:
         last = notification.last_attempt_at or notification.created_at
         if last + notification.next_retry_after() <= now and not _pending(

@@ -88,7 +88,7 @@ def test_family_sends_reports_and_coordinator_handles_them(
     admin.get_by_role("button", name="Confirm and sign in").click()
     expect(admin.get_by_role("heading", name="Administration")).to_be_visible()
 
-    admin.goto(live_server.url + "/admin/inquiries/inquiry/")
+    admin.goto(live_server.url + "/admin/inquiries/inquiry/?cases=all")
     admin.get_by_role("link", name="Unassigned").click()
     row = admin.locator("#result_list tbody tr", has_text=reference)
     row.locator("input[type=checkbox]").check()

@@ -702,7 +702,7 @@ class InquiryAdmin(SimpleHistoryAdmin):
     def news(self, inquiry: Inquiry) -> str:
         if inquiry.news_from_family_at is None:
             return ""
-        return format_html('<strong class="news">New from the family</strong>')
+        return format_html('<strong class="news">{}</strong>', "New from the family")
 
     @admin.display(description="language", ordering="language")
     def reply_language(self, inquiry: Inquiry) -> str:
@@ -753,7 +753,8 @@ class InquiryAdmin(SimpleHistoryAdmin):
             # Only a note was added: the case itself did not change, so no history entry.
             return
         changes = []
-        if "status" in form.changed_data or "closed_reason" in form.changed_data:
+        closing = CLOSE_AS_DUPLICATE in request.POST
+        if closing or "status" in form.changed_data or "closed_reason" in form.changed_data:
             inquiry.stamp_closing()
             changes.append(inquiry.status_change_reason())
         if "assigned_to" in form.changed_data:

@@ -173,7 +173,7 @@ class DocumentFields(forms.Form):
 
     def uploads(self) -> list[UploadedFile]:
         """Every file to store: those chosen, and the chosen folder as a ZIP file."""
-        cleaned = self.cleaned_data or {}
+        cleaned = getattr(self, "cleaned_data", None) or {}
         return [*(cleaned.get("documents") or []), *(cleaned.get("folder") or [])]
 
     @staticmethod

@@ -48,7 +48,8 @@ def find_orphans(grace: timedelta = timedelta(hours=1)) -> Orphans:
         for storage in (documents_storage, quarantine_storage)
     }
     known = {
-        documents_storage: set(Document.objects.values_list("file", flat=True)),
+        documents_storage: set(Document.objects.values_list("file", flat=True))
+        | set(Document.objects.values_list("preview", flat=True)),
         quarantine_storage: set(Document.objects.values_list("quarantine_name", flat=True))
         | set(HeldFile.objects.values_list("quarantine_name", flat=True)),
     }

@@ -107,6 +107,7 @@ def _coordinators_group_again() -> None:
     for migration, function in [
         ("0002_coordinators_group", "create_group"),
         ("0004_scan_discs", "coordinators_see_series"),
+        ("0009_case_page", "record_kinds_and_permissions"),
     ]:
         module = importlib.import_module(f"inquiries.migrations.{migration}")
         getattr(module, function)(apps, None)

@@ -7,6 +7,8 @@ in quarantine, no row lacks its file, no file lacks its row, and no upload remai
 Run alone with `pytest -m faults`.
 """
 
+import email
+import email.policy
 import hashlib
 import json
 import os
@@ -15,6 +17,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -476,3 +479,129 @@ def test_redis_stopped_or_frozen_while_readers_and_families_come(site, tmp_path)
         assert family.send(small_pdf()).status == 302
     assert site.inquiry_count() == before + 3
     site.assert_nothing_lost_or_left()
+
+
+# The case page, under load and with the mail server down.
+
+MAKE_CASES = """
+import json, uuid
+from django.utils import timezone
+from inquiries.models import CaseLink, Inquiry
+tokens = {}
+for n in range(%d):
+    inquiry = Inquiry.objects.create(
+        submission_id=uuid.uuid4(), writer="patient", patient_name=f"Fictional Patient {n}",
+        birth_year=1980, country="GB", email=f"family{n}@example.org", diagnosis="b-all",
+        treatment_so_far="Chemotherapy.", question="Is CAR-T possible?", language="en",
+        consent_version="test", consent_text="test", consent_given_at=timezone.now(),
+        documents_checked_at=timezone.now(),
+    )
+    tokens[inquiry.reference] = CaseLink.issue(inquiry, "asked")[1]
+print(json.dumps(tokens))
+"""
+
+
+def cases_with_links(site, count: int) -> dict[str, str]:
+    """Inquiries as the form leaves them, each with a link to its case page."""
+    made = manage(site.env, "shell", "-c", MAKE_CASES % count)
+    assert made.returncode == 0, made.stderr
+    return json.loads(made.stdout.strip().splitlines()[-1])
+
+
+def open_case(site, token: str) -> Family:
+    family = Family(site.url)
+    assert family.get(f"/inquiries/case/open/?key={token}").status == 200
+    assert family.post("/inquiries/case/open/", [("key", token)]).status == 302
+    return family
+
+
+def test_fifty_families_send_documents_to_their_case_pages_at_once(site, tmp_path):
+    tokens = cases_with_links(site, 50)
+    reports = {
+        reference: large_pdf(tmp_path / f"later-{n}.pdf", size_mb=1, seed=100 + n).read_bytes()
+        for n, reference in enumerate(tokens)
+    }
+    families = {reference: open_case(site, token) for reference, token in tokens.items()}
+
+    def send(reference: str) -> int:
+        fields = [
+            ("text", "Here is the report you asked for."),
+            ("submission_id", str(uuid.uuid4())),
+            ("documents", ("marrow-report.pdf", reports[reference], "application/pdf")),
+        ]
+        return families[reference].post("/inquiries/case/", fields).status
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        statuses = list(pool.map(send, list(tokens)))
+    assert statuses == [302] * 50
+    site.wait_until_checked()
+    rows = site.rows(
+        "SELECT i.reference, d.state, d.sha256, d.received_size FROM inquiries_document d "
+        "JOIN inquiries_inquiry i ON i.id = d.inquiry_id WHERE i.reference = ANY(%s)",
+        list(tokens),
+    )
+    # Each file stored once, on its own case, and accepted.
+    assert sorted(reference for reference, *_ in rows) == sorted(tokens)
+    assert {state for _, state, _, _ in rows} == {"accepted"}
+    assert all(size == len(reports[reference]) for reference, _, _, size in rows)
+    messages = site.rows(
+        "SELECT count(*) FROM inquiries_message m JOIN inquiries_inquiry i "
+        "ON i.id = m.inquiry_id WHERE m.sender = 'family' AND i.reference = ANY(%s)",
+        list(tokens),
+    )
+    assert messages == [(50,)]
+    site.assert_nothing_lost_or_left()
+
+
+NOTIFY = """
+from django.db import transaction
+from inquiries.models import Inquiry, Message
+inquiry = Inquiry.objects.get(reference=%r)
+with transaction.atomic():
+    Message.objects.create(inquiry=inquiry, sender="coordinator", text="Could you send the CD?")
+    inquiry.notify_family()
+"""
+
+
+def test_mail_server_down_while_a_coordinator_writes(site):
+    [reference] = cases_with_links(site, 1)
+    # What the admin does when a coordinator saves a message (inquiries/admin.py).
+    wrote = manage(site.env, "shell", "-c", NOTIFY % reference)
+    assert wrote.returncode == 0, wrote.stderr
+    unsent = (
+        "SELECT n.attempts FROM inquiries_notification n JOIN inquiries_inquiry i "
+        "ON i.id = n.inquiry_id WHERE i.reference = %s AND n.kind = 'notice' "
+        "AND n.sent_at IS NULL"
+    )
+    deadline = time.monotonic() + 30
+    while not any(attempts for (attempts,) in site.rows(unsent, reference)):
+        assert time.monotonic() < deadline, "the worker tried to send the notice"
+        time.sleep(0.2)
+    stored = "SELECT text FROM inquiries_message m JOIN inquiries_inquiry i ON i.id = m.inquiry_id"
+    assert ("Could you send the CD?",) in site.rows(stored)
+
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=site.smtp_port)
+    controller.start()
+    try:
+        deadline = time.monotonic() + 60
+        while site.rows(unsent, reference):
+            assert time.monotonic() < deadline, "the notice went out once the server was back"
+            time.sleep(0.5)
+    finally:
+        controller.stop()
+    [notice] = [
+        email.message_from_bytes(m, policy=email.policy.default)
+        for m in mailbox.messages
+        if reference.encode() in m
+    ]
+    assert notice["Subject"] == f"There is a new message about {reference}"
+    body = notice.get_content()
+    assert "/inquiries/case/open/?key=" in body and "Could you send the CD" not in body
+    # The links of the attempts that failed were removed; the one sent works.
+    links = site.rows(
+        "SELECT count(*) FROM inquiries_caselink l JOIN inquiries_inquiry i "
+        "ON i.id = l.inquiry_id WHERE i.reference = %s AND l.purpose = 'notice'",
+        reference,
+    )
+    assert links == [(1,)]

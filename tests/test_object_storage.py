@@ -33,7 +33,9 @@ def test_documents_go_to_the_bucket_private_and_encrypted(
     # The originals, in quarantine until checked, and the rebuilt copies: all private and
     # encrypted at rest.
     objects = stored_objects(s3)
-    assert sorted(o["Key"].split("/")[0] for o in objects) == ["documents"] * 2 + ["quarantine"] * 2
+    # The previews too, a small picture for each.
+    assert sorted(o["Key"].split("/")[0] for o in objects) == ["documents"] * 4 + ["quarantine"] * 2
+    assert len([o for o in objects if o["Key"].startswith("documents/previews/")]) == 2
     for stored in objects:
         head = s3.head_object(Bucket=BUCKET, Key=stored["Key"])
         assert head["ServerSideEncryption"] == "AES256"
@@ -44,7 +46,7 @@ def test_documents_go_to_the_bucket_private_and_encrypted(
     for deletion in deletions:
         deletion()
     assert sorted(o["Key"] for o in stored_objects(s3)) == sorted(
-        f"documents/{d.file.name}" for d in inquiry.documents.all()
+        f"documents/{f.name}" for d in inquiry.documents.all() for f in (d.file, d.preview)
     )
     first = inquiry.documents.get(original_name="pathology-report.pdf")
     body = s3.get_object(Bucket=BUCKET, Key=f"documents/{first.file.name}")["Body"].read()
@@ -63,7 +65,8 @@ def test_a_named_kms_key_encrypts_with_it(s3, monkeypatch, settings, client):
     }
     send(client, documents=[pdf()])
     objects = stored_objects(s3)
-    assert len(objects) == 2  # the original, until its deletion is committed, and the copy
+    # The original, until its deletion is committed, the copy and its preview.
+    assert len(objects) == 3
     for stored in objects:
         head = s3.head_object(Bucket=BUCKET, Key=stored["Key"])
         assert head["ServerSideEncryption"] == "aws:kms"
@@ -134,7 +137,7 @@ def test_a_document_missing_from_the_bucket_is_reported_not_crashed(s3, coordina
 def test_erasing_an_inquiry_removes_its_objects(s3, client, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         send(client, documents=[pdf(), photo()])
-    assert len(stored_objects(s3)) == 2
+    assert len(stored_objects(s3)) == 4  # two copies and their previews
     with django_capture_on_commit_callbacks(execute=True):
         Inquiry.objects.get().erase()
     assert stored_objects(s3) == []

@@ -140,6 +140,10 @@ PRODUCTION_ENV = {
     "DOCUMENTS_BUCKET": "cancerfax-documents",
     "DOCUMENTS_S3_REGION": "eu-west-2",
     "FORWARDED_ALLOW_IPS": "10.0.0.2",
+    "CONTACT_EMAIL": "care@cancerfax.example",
+    "CONTACT_PHONE": "+44 20 7946 0123",
+    "CONTACT_HOURS": "Monday to Friday, 9:00 to 17:00 (UK time)",
+    "CONTACT_ADDRESS": "CancerFax, 1 Example Street, London",
 }
 
 

@@ -368,7 +368,7 @@ CONTACT_EMAIL = os.environ.get("CONTACT_EMAIL", COORDINATORS_EMAIL)
 CONTACT_PHONE = os.environ.get("CONTACT_PHONE", "+44 20 7946 0999")
 CONTACT_HOURS = os.environ.get("CONTACT_HOURS", "Monday to Friday, 9:00 to 17:00 (UK time)")
 CONTACT_ADDRESS = os.environ.get(
-    "CONTACT_ADDRESS", "CancerFax patient coordination, 1 Example Street, London, United Kingdom"
+    "CONTACT_ADDRESS", "CancerFax, 1 Example Street, London, United Kingdom"
 )
 
 # The family's case page: a link in an email works once, for CASE_LINK_DAYS; the session it

@@ -1,6 +1,7 @@
 """Coordinators work the inquiry queue in the admin: triage, notes, documents, audit."""
 
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -348,6 +349,14 @@ def test_demo_data_gives_a_newcomer_cases_to_work_on(settings, client):
     assert "password “demo-coordinator-2026”" in out.getvalue()
     client.post("/admin/login/", {"username": "coordinator", "password": "demo-coordinator-2026"})
     assert "Ada Example" in client.get(ALL_CASES).content.decode()
+    # One case where the coordinator has asked for records, with the family's link printed.
+    mine = client.get(client.get(LIST_URL).url).content.decode()
+    assert "Ada Example" in mine and "Awaiting records" in mine
+    link = re.search(r"http://\S+(/inquiries/case/open/\?key=\S+)", out.getvalue()).group(1)
+    family = Client()
+    family.post("/inquiries/case/open/", {"key": link.split("key=")[1]})
+    page = family.get("/inquiries/case/").content.decode()
+    assert "Flow cytometry report, with CD19" in page and "bone marrow report" in page
 
 
 def test_demo_data_is_refused_in_production(settings):

@@ -4,7 +4,6 @@ import io
 import re
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.core import mail
 from playwright.sync_api import expect
 from pypdf import PdfReader
@@ -28,7 +27,7 @@ def reports(tmp_path):
 
 
 def test_family_sends_reports_and_coordinator_handles_them(
-    new_context, live_server, reports, artifacts
+    new_context, live_server, reports, artifacts, coordinator
 ):
     phone = new_context(viewport={"width": 375, "height": 812})
     page = phone.new_page()
@@ -61,10 +60,6 @@ def test_family_sends_reports_and_coordinator_handles_them(
     inquiry = Inquiry.objects.get(reference=reference)
     assert inquiry.documents.count() == 2
 
-    coordinator = User.objects.create_user(
-        "casey", "casey@example.org", "a-long-fictional-pass", is_staff=True
-    )
-    coordinator.groups.add(Group.objects.get(name="Coordinators"))
     desk = new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
     admin = desk.new_page()
     admin_csp = watch_csp(admin)

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from inquiries.documents.pipeline import queue_checks
 from inquiries.forms import InquiryForm
-from inquiries.models import Inquiry
+from inquiries.models import CaseLink, Inquiry, Message, RecordKind, RecordRequest
 
 DEMO_USERNAME = "coordinator"
 DEMO_PASSWORD = "demo-coordinator-2026"  # noqa: S105 - printed for newcomers, debug only
@@ -107,6 +107,13 @@ def demo_png(title: str) -> bytes:
     return out.getvalue()
 
 
+DEMO_MESSAGE = (
+    "Thank you for the reports. To see whether CAR-T could be an option, we need the latest "
+    "bone marrow report and the flow cytometry report that shows CD19. Could you send them "
+    "here?"
+)
+
+
 class Command(BaseCommand):
     help = (
         "Creates demo staff accounts and three fictional inquiries, and publishes the guides "
@@ -149,9 +156,19 @@ class Command(BaseCommand):
             if not form.is_valid():
                 raise CommandError(f"Demo inquiry for {name} is invalid: {form.errors.as_text()}")
             # The worker checks the documents and sends the emails, as for a family's.
-            queue_checks(form.save())
+            inquiry = form.save()
+            queue_checks(inquiry)
             created += 1
+            if data is DEMO_INQUIRIES[0]:
+                self.ask_for_records(inquiry, user)
         self.stdout.write(f"Demo data: {created} new fictional inquiries.")
+        first = Inquiry.objects.filter(submission_id=uuid.UUID(DEMO_INQUIRIES[0]["submission_id"]))
+        if first := first.first():
+            link, token = CaseLink.issue(first, CaseLink.Purpose.ASKED)
+            self.stdout.write(
+                f"The demo family's case page ({first.reference}), as its email would link it: "
+                f"{link.url_with(token)}"
+            )
         self.stdout.write(
             f"Demo coordinator for the admin: username “{DEMO_USERNAME}”, "
             f"password “{DEMO_PASSWORD}”."
@@ -160,3 +177,18 @@ class Command(BaseCommand):
             f"Demo guide editor and clinical approver: usernames “{DEMO_EDITOR}” and "
             f"“{DEMO_APPROVER}”, password “{DEMO_GUIDE_PASSWORD}”."
         )
+
+    def ask_for_records(self, inquiry: Inquiry, coordinator: User) -> None:
+        """The demo case as a coordinator leaves it after asking for two records."""
+        Message.objects.create(
+            inquiry=inquiry,
+            sender=Message.Sender.COORDINATOR,
+            author=coordinator,
+            text=DEMO_MESSAGE,
+        )
+        for name in ("Pathology report", "Flow cytometry report, with CD19"):
+            RecordRequest.objects.create(
+                inquiry=inquiry, kind=RecordKind.objects.get(name=name), requested_by=coordinator
+            )
+        inquiry.assign(coordinator)
+        inquiry.await_records(2)

@@ -359,3 +359,22 @@ def test_withdrawal_is_asked_for_from_the_case_page(coordinator_client, inquiry,
     assert Message.objects.filter(sender="family", text__startswith="I withdraw").count() == 1
     case = coordinator_client.get(change_url(inquiry)).content.decode()
     assert "Asked for on" in case and f"erase_inquiry {inquiry.reference}" in case
+
+
+def test_erasing_the_case_takes_its_messages_requests_links_and_records(
+    coordinator_client, inquiry, client, documents_dir
+):
+    asked = kinds("Other")
+    write_from_the_case(coordinator_client, inquiry, "Hello.", asked, other="The MRI report")
+    open_case(client, last_link())
+    client.post(
+        CASE_URL,
+        {"text": "Sent.", "documents": [pdf()], "submission_id": str(uuid.uuid4())},
+    )
+    assert Document.objects.filter(sent_later=True, state="accepted").exists()
+    assert RecordRequest.objects.get().label == "Other: The MRI report"
+    inquiry.erase()
+    for model in (Message, RecordRequest, CaseLink, CaseEvent, Document, Notification):
+        assert not model.objects.exists(), model
+    assert not list(documents_dir.rglob("*.*"))
+    assert client.get(CASE_URL).status_code == 403

@@ -232,8 +232,10 @@ def test_two_servers_share_inquiries_documents_guide_edits_and_the_rate_limit(
     # The copy is in the bucket, encrypted, with no public grant; the original is gone from
     # quarantine; nothing is on either server.
     objects = cluster.s3.list_objects_v2(Bucket=BUCKET)["Contents"]
-    assert [o["Key"].split("/")[0] for o in objects] == ["documents"]
-    key = objects[0]["Key"]
+    # The copy, and the small preview the worker made of it.
+    assert sorted(o["Key"].split("/")[:2][-1] == "previews" for o in objects) == [False, True]
+    assert {o["Key"].split("/")[0] for o in objects} == {"documents"}
+    key = next(o["Key"] for o in objects if not o["Key"].startswith("documents/previews/"))
     assert cluster.s3.head_object(Bucket=BUCKET, Key=key)["ServerSideEncryption"] == "AES256"
     grants = cluster.s3.get_object_acl(Bucket=BUCKET, Key=key)["Grants"]
     assert [grant["Permission"] for grant in grants] == ["FULL_CONTROL"]

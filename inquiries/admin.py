@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import (
     FileResponse,
@@ -367,7 +367,13 @@ class MessageInline(admin.StackedInline):
     can_delete = False
     fields = ["text", "written"]
     readonly_fields = ["written"]
-    verbose_name = "message to the family"
+    formfield_overrides = {
+        models.TextField: {
+            "label": "Write to the family",
+            "widget": forms.Textarea(attrs={"rows": 4}),
+        }
+    }
+    verbose_name = "message"
     verbose_name_plural = "messages with the family (the family reads these on its case page)"
 
     def has_change_permission(self, request, obj=None) -> bool:

@@ -915,7 +915,8 @@ class Message(models.Model):
         ordering = ["sent_at", "id"]
 
     def __str__(self) -> str:
-        return f"Message from {self.get_sender_display().lower()} on {self.sent_at:%Y-%m-%d %H:%M}"
+        sent = date_format(timezone.localtime(self.sent_at), "SHORT_DATETIME_FORMAT")
+        return f"from {self.get_sender_display().lower()}, {sent}"
 
     def save(self, *args, **kwargs) -> None:
         if self.pk is not None:

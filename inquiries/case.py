@@ -51,13 +51,19 @@ def _link_refused(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def open_case(request: HttpRequest) -> HttpResponse:
+    response = _open_case(request)
+    # The token is in this page's address: no link followed from it may carry it on.
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _open_case(request: HttpRequest) -> HttpResponse:
     token = request.POST.get("key") if request.method == "POST" else request.GET.get("key")
     link = CaseLink.usable(token or "")
     if link is None:
         return _link_refused(request)
     if request.method != "POST":
-        response = render(request, "inquiries/case_open.html", {"key": token})
-        return response
+        return render(request, "inquiries/case_open.html", {"key": token})
     if not link.use():
         return _link_refused(request)
     # A new session for this case alone: whatever this browser was signed in to ends.

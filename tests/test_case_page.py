@@ -116,7 +116,8 @@ def test_the_link_opens_only_with_the_button_then_shows_the_case(
     token = LINK.match(url).group(1)
     # A mail scanner's visit spends nothing and opens nothing.
     scanner = Client()
-    assert scanner.get(f"/inquiries/case/open/?key={token}").status_code == 200
+    opened = scanner.get(f"/inquiries/case/open/?key={token}")
+    assert opened.status_code == 200 and opened["Referrer-Policy"] == "no-referrer"
     assert scanner.get(CASE_URL).status_code == 403
     assert CaseLink.objects.get(purpose="notice").used_at is None
 
@@ -378,3 +379,16 @@ def test_erasing_the_case_takes_its_messages_requests_links_and_records(
         assert not model.objects.exists(), model
     assert not list(documents_dir.rglob("*.*"))
     assert client.get(CASE_URL).status_code == 403
+
+
+def test_what_the_family_writes_is_shown_as_text_everywhere(coordinator_client, inquiry, client):
+    write_from_the_case(coordinator_client, inquiry, "Hello.")
+    open_case(client, last_link())
+    words = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    client.post(CASE_URL, {"text": words, "submission_id": str(uuid.uuid4())})
+    for page in [
+        client.get(CASE_URL).content.decode(),
+        coordinator_client.get(change_url(inquiry)).content.decode(),
+    ]:
+        assert words not in page
+        assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page

@@ -52,8 +52,10 @@ def _link_refused(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "HEAD", "POST"])
 def open_case(request: HttpRequest) -> HttpResponse:
     response = _open_case(request)
-    # The token is in this page's address: no link followed from it may carry it on.
-    response["Referrer-Policy"] = "no-referrer"
+    # The token is in this page's address: what is fetched or followed from it is told the
+    # site only ("no-referrer" would send its button's POST as Origin: null, which the CSRF
+    # check refuses).
+    response["Referrer-Policy"] = "strict-origin"
     return response
 
 

@@ -117,7 +117,7 @@ def test_the_link_opens_only_with_the_button_then_shows_the_case(
     # A mail scanner's visit spends nothing and opens nothing.
     scanner = Client()
     opened = scanner.get(f"/inquiries/case/open/?key={token}")
-    assert opened.status_code == 200 and opened["Referrer-Policy"] == "no-referrer"
+    assert opened.status_code == 200 and opened["Referrer-Policy"] == "strict-origin"
     assert scanner.get(CASE_URL).status_code == 403
     assert CaseLink.objects.get(purpose="notice").used_at is None
 
